@@ -1,0 +1,1 @@
+"""Tests for tests/cluster/raft/segments."""
