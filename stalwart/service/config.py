@@ -1,0 +1,413 @@
+# -*- test-case-name: tests.service.test_config -*-
+"""
+The configuration of one stalwart-jmap node: the table of keys and the frozen
+L{ServerConfig} built from it.
+
+L{KEYS} is the single declarative list of configuration keys. Each L{Key}
+gives the name used on the command line and in the configuration file, the
+default, the L{Kind} of value (which parses text and checks values) and the
+help text. L{stalwart.service.options} reads text from the command line and
+the configuration file through this table; embedders build a L{ServerConfig}
+directly and get the same defaults and the same checks.
+
+To add a key: add one L{Key} to L{KEYS} and one field to L{ServerConfig}
+(C{_field("the-key")}); the test suite checks that the two agree.
+
+This module does no I/O: checks that read files (certificates) are done at the
+edge, in L{stalwart.service.options}.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+import attrs
+
+from stalwart.service.errors import ConfigError
+
+__all__ = ["KEYS", "KEYS_BY_NAME", "Key", "Kind", "ServerConfig", "derive_jmap_url"]
+
+
+@attrs.frozen
+class Kind:
+    """
+    A kind of configuration value: how text becomes a value, and which values
+    are allowed.
+
+    @ivar describe: What an allowed value is, completing the sentence
+        "X is not ...", e.g. C{"a port number (0-65535)"}.
+    @ivar convert: Turns stripped, non-empty text into a value; raises
+        L{ValueError} (or returns a value L{allows} refuses) for bad text.
+    @ivar allows: Whether a value (parsed, or given by an embedder) is allowed.
+    """
+
+    describe: str
+    convert: Callable[[str], object]
+    allows: Callable[[object], bool]
+
+    def parse(self, text: str) -> object:
+        """
+        Parse one value as written on the command line or in the file.
+
+        @param text: The text, already stripped and not empty.
+        @return: The value.
+        @raise ValueError: With a message such as
+            C{"'abc' is not a port number (0-65535)"}, not naming the key.
+        """
+        try:
+            value = self.convert(text)
+        except ValueError:
+            value = _REFUSED
+        if value is _REFUSED or not self.allows(value):
+            raise ValueError(f"{text!r} is not {self.describe}")
+        return value
+
+    def check(self, value: object) -> None:
+        """
+        Check a value given directly (for example by an embedder).
+
+        @raise ValueError: With a message such as
+            C{"70000 is not a port number (0-65535)"}.
+        """
+        if not self.allows(value):
+            raise ValueError(f"{value!r} is not {self.describe}")
+
+
+_REFUSED = object()
+
+
+def _integer(minimum: int, maximum: Optional[int], describe: str) -> Kind:
+    def allows(value: object) -> bool:
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= minimum
+            and (maximum is None or value <= maximum)
+        )
+
+    return Kind(describe, lambda text: int(text, 10), allows)
+
+
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _boolean(text: str) -> object:
+    return _BOOLEANS.get(text.lower(), _REFUSED)
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+
+
+def _is_host(value: object) -> bool:
+    """
+    Whether C{value} is a host name or a literal IPv4 or IPv6 address.
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return _HOST_NAME.match(value) is not None
+
+
+def _is_endpoint(value: object) -> bool:
+    """
+    Whether C{value} is C{host}, C{host:port} or C{[ipv6]:port}.
+    """
+    if not isinstance(value, str):
+        return False
+    if _is_host(value):
+        return True
+    host, colon, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            return False
+    return bool(colon) and _is_host(host) and PORT.allows(_to_int(port))
+
+
+def _to_int(text: str) -> object:
+    return int(text) if re.fullmatch(r"[0-9]{1,5}", text) else None
+
+
+def _host_list(text: str) -> tuple[str, ...]:
+    separator = ";" if ";" in text else ","
+    return tuple(entry.strip() for entry in text.split(separator) if entry.strip())
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises ValueError for a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not parts.query
+        and not parts.fragment
+        and not parts.username
+    )
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != "" and "\n" not in value
+
+
+PORT = _integer(0, 65535, "a port number (0-65535)")
+COUNT = _integer(1, None, "a whole number >= 1")
+SIZE = _integer(1, None, "a size in bytes >= 1")
+BOOLEAN = Kind("a boolean (true, false, yes, no, 1, 0)", _boolean, lambda v: isinstance(v, bool))
+HOST = Kind("a host name or IP address", str, _is_host)
+HOST_LIST = Kind(
+    "a list of host or host:port separated by ';'",
+    _host_list,
+    lambda v: isinstance(v, tuple) and all(_is_endpoint(e) for e in v),
+)
+HTTP_URL = Kind(
+    "an http:// or https:// URL without query or fragment",
+    lambda text: text.rstrip("/"),
+    _is_http_url,
+)
+PATH = Kind("a file or directory path", str, _is_text)
+SECRET = Kind("a non-empty single-line secret", str, _is_text)
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+LOG_LEVEL = Kind(
+    "one of " + ", ".join(LOG_LEVELS), str.lower, lambda v: v in LOG_LEVELS
+)
+
+
+@attrs.frozen
+class Key:
+    """
+    One configuration key.
+
+    @ivar name: The name on the command line (C{--name=value}) and in the
+        configuration file (C{name: value}), in kebab-case.
+    @ivar default: The value used when the key is not given; C{None} for keys
+        that are off (or derived) unless given.
+    @ivar kind: The L{Kind} of value.
+    @ivar help: One or two sentences for C{--help}: what, unit, why.
+    @ivar default_help: How C{--help} shows the default, when C{str(default)}
+        would not say it well.
+    """
+
+    name: str
+    default: object
+    kind: Kind
+    help: str
+    default_help: Optional[str] = None
+
+    @property
+    def attribute(self) -> str:
+        """
+        The L{ServerConfig} field name: the key name in snake_case.
+        """
+        return self.name.replace("-", "_")
+
+    def describe_default(self) -> str:
+        """
+        The default as written in C{--help} and conf/stalwart-jmap.yml.
+        """
+        if self.default_help is not None:
+            return self.default_help
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if self.default is None or self.default == ():
+            return "none"
+        return str(self.default)
+
+
+KEYS: tuple[Key, ...] = (
+    Key("data-dir", "./stalwart-data", PATH,
+        "Directory for the Raft log, state.db and blobs; created at start if missing."),
+    Key("jmap-url", None, HTTP_URL,
+        "Public base URL of this node's JMAP service, used in the session resource "
+        "and in redirects to the leader. Set it when clients reach the node by "
+        "another name or through a proxy.",
+        "http(s)://<jmap-bind-addr>:<jmap-port>, https when a certificate is given"),
+    Key("jmap-bind-addr", "127.0.0.1", HOST,
+        "IP address the JMAP listener binds; 0.0.0.0 or :: for every interface."),
+    Key("jmap-port", 8080, PORT,
+        "TCP port of the JMAP listener; 0 picks a free port."),
+    Key("jmap-cert-path", None, PATH,
+        "PEM certificate (chain) for HTTPS; give it with jmap-key-path.",
+        "none: plain HTTP"),
+    Key("jmap-key-path", None, PATH,
+        "Unencrypted PEM private key for HTTPS; give it with jmap-cert-path.",
+        "none: plain HTTP"),
+    Key("max-size-upload", 50_000_000, SIZE,
+        "Largest blob upload, in bytes (JMAP maxSizeUpload); uploads travel "
+        "through the replicated log, so large values cost memory and disk on "
+        "every node."),
+    Key("max-size-request", 10_000_000, SIZE,
+        "Largest JMAP API request body, in bytes (JMAP maxSizeRequest)."),
+    Key("max-concurrent-requests", 4, COUNT,
+        "API requests one account may have in progress at once "
+        "(JMAP maxConcurrentRequests)."),
+    Key("max-calls-in-request", 16, COUNT,
+        "Method calls in one API request (JMAP maxCallsInRequest)."),
+    Key("max-objects-in-get", 500, COUNT,
+        "Ids in one /get call (JMAP maxObjectsInGet)."),
+    Key("max-objects-in-set", 500, COUNT,
+        "Creates, updates and destroys in one /set call (JMAP maxObjectsInSet)."),
+    Key("query-max-results", 5000, COUNT,
+        "Ids one /query call returns at most; bounds the work of one call."),
+    Key("changes-max-results", 5000, COUNT,
+        "Ids one /changes call returns at most; clients page with sinceState."),
+    Key("admin-secret", None, SECRET,
+        "Bearer secret for the /admin HTTP API used by stalwart-jmap-admin; "
+        "use a long random value.",
+        "none: admin API disabled"),
+    Key("log-level", "info", LOG_LEVEL,
+        "Least severe log level written: debug, info, warn, error or critical."),
+    Key("encryption-key", None, SECRET,
+        "Cluster secret, identical on every node: it seals gossip and admits RPC peers.",
+        "none: single node"),
+    Key("seed-nodes", (), HOST_LIST,
+        "Cluster nodes to contact at start, host or host:port (rpc-port when "
+        "omitted), separated by ';'. One reachable seed is enough.",
+        "none: single node"),
+    Key("rpc-advertise-addr", None, HOST,
+        "Address other nodes use to reach this node's rpc-port.",
+        "none: single node"),
+    Key("rpc-bind-addr", "127.0.0.1", HOST,
+        "IP address the cluster RPC (TCP) and gossip (UDP) sockets bind."),
+    Key("rpc-port", 7911, PORT,
+        "Port for cluster RPC over TCP and gossip over UDP."),
+    Key("read-replica", False, BOOLEAN,
+        "Replicate and serve reads, but never vote or lead (true or false)."),
+)
+
+KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
+
+
+def _field(name: str, optional: Optional[bool] = None, **kwargs: object) -> object:
+    """
+    An attrs field whose default and check come from the L{Key} C{name}.
+
+    @param optional: Whether C{None} is allowed; by default, when the key's
+        default is C{None}.
+    """
+    key = KEYS_BY_NAME[name]
+    if optional is None:
+        optional = key.default is None
+
+    def check(instance: object, attribute: object, value: object) -> None:
+        if value is None and optional:
+            return
+        try:
+            key.kind.check(value)
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
+
+    kwargs.setdefault("default", key.default)
+    return attrs.field(validator=check, **kwargs)  # type: ignore[call-overload]
+
+
+def _tuple(value: object) -> object:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def derive_jmap_url(bind_addr: str, port: int, tls: bool) -> str:
+    """
+    The JMAP URL a node has when C{jmap-url} is not given.
+
+    @param bind_addr: The listener's address; IPv6 literals get brackets.
+    @param port: The listener's port.
+    @param tls: Whether the listener speaks HTTPS.
+    """
+    host = f"[{bind_addr}]" if ":" in bind_addr else bind_addr
+    return f"{'https' if tls else 'http'}://{host}:{port}"
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """
+    The configuration of one node: one field per L{Key}, in snake_case.
+
+    Build it with keywords (C{ServerConfig(data_dir="/var/lib/stalwart")});
+    the other fields take the defaults of L{KEYS}. A bad value, or
+    C{jmap_cert_path} without C{jmap_key_path} (or the reverse), raises
+    L{ConfigError} naming the key. Fields are documented, with units and
+    reasons for their defaults, by L{KEYS} and conf/stalwart-jmap.yml.
+    """
+
+    data_dir: str = _field("data-dir")
+    """Directory of the Raft log, state.db and blobs."""
+    jmap_bind_addr: str = _field("jmap-bind-addr")
+    """IP address of the JMAP listener."""
+    jmap_port: int = _field("jmap-port")
+    """TCP port of the JMAP listener (0: any free port)."""
+    jmap_cert_path: Optional[str] = _field("jmap-cert-path")
+    """PEM certificate for HTTPS, or C{None} for plain HTTP."""
+    jmap_key_path: Optional[str] = _field("jmap-key-path")
+    """PEM private key for HTTPS, or C{None} for plain HTTP."""
+    jmap_url: str = _field(
+        "jmap-url",
+        optional=False,
+        default=attrs.Factory(
+            lambda self: derive_jmap_url(
+                self.jmap_bind_addr, self.jmap_port, self.jmap_cert_path is not None
+            ),
+            takes_self=True,
+        ),
+        converter=lambda url: url.rstrip("/") if isinstance(url, str) else url,
+    )
+    """Public base URL of this node's JMAP service, without a trailing slash."""
+    max_size_upload: int = _field("max-size-upload")
+    """Largest upload, in bytes."""
+    max_size_request: int = _field("max-size-request")
+    """Largest API request body, in bytes."""
+    max_concurrent_requests: int = _field("max-concurrent-requests")
+    """API requests in progress at once per account."""
+    max_calls_in_request: int = _field("max-calls-in-request")
+    """Method calls in one API request."""
+    max_objects_in_get: int = _field("max-objects-in-get")
+    """Ids in one /get call."""
+    max_objects_in_set: int = _field("max-objects-in-set")
+    """Creates, updates and destroys in one /set call."""
+    query_max_results: int = _field("query-max-results")
+    """Ids returned by one /query call."""
+    changes_max_results: int = _field("changes-max-results")
+    """Ids returned by one /changes call."""
+    admin_secret: Optional[str] = _field("admin-secret")
+    """Bearer secret of the admin API, or C{None}: admin API disabled."""
+    log_level: str = _field("log-level")
+    """One of debug, info, warn, error, critical."""
+    encryption_key: Optional[str] = _field("encryption-key")
+    """Cluster secret shared by every node, or C{None}."""
+    seed_nodes: tuple[str, ...] = _field("seed-nodes", converter=_tuple)
+    """Cluster nodes to contact at start: host or host:port."""
+    rpc_advertise_addr: Optional[str] = _field("rpc-advertise-addr")
+    """Address peers use to reach rpc_port, or C{None}."""
+    rpc_bind_addr: str = _field("rpc-bind-addr")
+    """IP address of the RPC and gossip sockets."""
+    rpc_port: int = _field("rpc-port")
+    """Port of cluster RPC (TCP) and gossip (UDP)."""
+    read_replica: bool = _field("read-replica")
+    """Whether this node only replicates and serves reads."""
+
+    def __attrs_post_init__(self) -> None:
+        if (self.jmap_cert_path is None) != (self.jmap_key_path is None):
+            given, missing = (
+                ("jmap-cert-path", "jmap-key-path")
+                if self.jmap_key_path is None
+                else ("jmap-key-path", "jmap-cert-path")
+            )
+            raise ConfigError(
+                f"{given}: given without {missing} (give both for HTTPS, or neither)"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """
+        Whether the JMAP listener speaks HTTPS (a certificate and key are given).
+        """
+        return self.jmap_cert_path is not None and self.jmap_key_path is not None
