@@ -66,6 +66,10 @@ class Request:
     created_ids: dict | None
 
 
+_INT_DIGITS_MAX = 400
+"""Longest integer literal accepted, in characters: far above any JMAP Int."""
+
+
 class _NotIJSON(ValueError):
     pass
 
@@ -86,6 +90,14 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise _NotIJSON(f"number {text[:40]} is too large")
     return value
+
+
+def _bounded_int(text: str) -> int:
+    # Python refuses to convert very long digit strings (and says so in a
+    # message meant for programmers); no JMAP number needs more than 16.
+    if len(text) > _INT_DIGITS_MAX:
+        raise _NotIJSON(f"integer of {len(text)} digits is too large")
+    return int(text)
 
 
 def _no_constant(name: str) -> object:
@@ -136,12 +148,13 @@ def decode_json(body: bytes) -> object:
             text,
             object_pairs_hook=_unique_members,
             parse_float=_finite_float,
+            parse_int=_bounded_int,
             parse_constant=_no_constant,
         )
         _check_strings(value)
     except RecursionError:
         raise RequestError.notJSON("the request is nested too deeply")
-    except ValueError as e:  # JSONDecodeError, _NotIJSON, int digit limit
+    except ValueError as e:  # JSONDecodeError or _NotIJSON
         raise RequestError.notJSON(f"the request is not valid I-JSON: {e}")
     return value
 
