@@ -1,0 +1,155 @@
+# -*- test-case-name: tests.service.test_config -*-
+"""
+Tests for L{stalwart.service.config}: the key table and L{ServerConfig}.
+"""
+
+import attrs
+from twisted.trial.unittest import SynchronousTestCase
+
+from stalwart.service.config import KEYS, KEYS_BY_NAME, ServerConfig, derive_jmap_url
+from stalwart.service.errors import ConfigError
+
+
+class KeyTableTests(SynchronousTestCase):
+    """
+    L{KEYS} and L{ServerConfig} agree.
+    """
+
+    def test_one_field_per_key(self) -> None:
+        """
+        Every key has a L{ServerConfig} field of the same name in snake_case,
+        and every field has a key.
+        """
+        self.assertEqual(
+            sorted(key.attribute for key in KEYS),
+            sorted(field.name for field in attrs.fields(ServerConfig)),
+        )
+
+    def test_defaults_match(self) -> None:
+        """
+        The defaults of L{ServerConfig} are the defaults of the table (except
+        the derived C{jmap_url}).
+        """
+        config = ServerConfig()
+        for key in KEYS:
+            if key.name != "jmap-url":
+                self.assertEqual(getattr(config, key.attribute), key.default, key.name)
+
+    def test_documented_defaults(self) -> None:
+        """
+        The defaults given by the brief are the table's.
+        """
+        expected = {
+            "data-dir": "./stalwart-data", "jmap-bind-addr": "127.0.0.1",
+            "jmap-port": 8080, "max-size-upload": 50000000,
+            "max-size-request": 10000000, "max-concurrent-requests": 4,
+            "max-calls-in-request": 16, "max-objects-in-get": 500,
+            "max-objects-in-set": 500, "query-max-results": 5000,
+            "changes-max-results": 5000, "admin-secret": None, "log-level": "info",
+            "encryption-key": None, "seed-nodes": (), "rpc-advertise-addr": None,
+            "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "read-replica": False,
+            "jmap-cert-path": None, "jmap-key-path": None, "jmap-url": None,
+        }
+        self.assertEqual({key.name: key.default for key in KEYS}, expected)
+
+    def test_defaults_parse(self) -> None:
+        """
+        Each non-empty default, written as text, parses back to itself.
+        """
+        for key in KEYS:
+            if key.default not in (None, ()):
+                text = key.describe_default()
+                self.assertEqual(key.kind.parse(text), key.default, key.name)
+
+
+class ServerConfigTests(SynchronousTestCase):
+    """
+    L{ServerConfig} built directly, as embedders do.
+    """
+
+    def test_keywords_only(self) -> None:
+        """
+        Fields are given by keyword; the rest take their defaults.
+        """
+        config = ServerConfig(data_dir="/var/lib/x", jmap_port=0)
+        self.assertEqual((config.data_dir, config.jmap_port), ("/var/lib/x", 0))
+        self.assertEqual(config.max_calls_in_request, 16)
+        self.assertRaises(TypeError, ServerConfig, "/var/lib/x")
+
+    def test_derived_url(self) -> None:
+        """
+        Without C{jmap_url}, the URL is derived from the bind address and
+        port, https when a certificate and key are given.
+        """
+        self.assertEqual(ServerConfig().jmap_url, "http://127.0.0.1:8080")
+        config = ServerConfig(
+            jmap_bind_addr="::1", jmap_port=8443, jmap_cert_path="c", jmap_key_path="k"
+        )
+        self.assertEqual(config.jmap_url, "https://[::1]:8443")
+        self.assertTrue(config.tls)
+        self.assertFalse(ServerConfig().tls)
+        self.assertEqual(derive_jmap_url("10.0.0.1", 80, False), "http://10.0.0.1:80")
+
+    def test_explicit_url(self) -> None:
+        """
+        An explicit C{jmap_url} wins and loses its trailing slash.
+        """
+        config = ServerConfig(jmap_url="https://mail.example.com/")
+        self.assertEqual(config.jmap_url, "https://mail.example.com")
+
+    def test_bad_values(self) -> None:
+        """
+        A bad value raises L{ConfigError} naming the key.
+        """
+        cases = [
+            ({"jmap_port": 70000}, "jmap-port: 70000 is not a port number (0-65535)"),
+            ({"jmap_port": "80"}, "jmap-port: '80' is not a port number (0-65535)"),
+            ({"max_size_upload": 0}, "max-size-upload: 0 is not a size in bytes >= 1"),
+            ({"read_replica": 1}, "read-replica: 1 is not a boolean"),
+            ({"log_level": "verbose"}, "log-level: 'verbose' is not one of"),
+            ({"jmap_url": "ftp://x"}, "jmap-url: 'ftp://x' is not an http"),
+            ({"jmap_url": None}, "jmap-url: None is not"),
+            ({"seed_nodes": "a;b"}, "seed-nodes: 'a;b' is not a list"),
+            ({"data_dir": ""}, "data-dir: '' is not"),
+            ({"jmap_bind_addr": "a b"}, "jmap-bind-addr: 'a b' is not a host"),
+        ]
+        for kwargs, message in cases:
+            error = self.assertRaises(ConfigError, ServerConfig, **kwargs)
+            self.assertTrue(str(error).startswith(message), str(error))
+
+    def test_seed_nodes_list(self) -> None:
+        """
+        C{seed_nodes} accepts a list and stores a tuple; entries are host,
+        host:port or [ipv6]:port.
+        """
+        config = ServerConfig(seed_nodes=["a.example", "10.0.0.2:7912", "[::1]:7911"])
+        self.assertEqual(config.seed_nodes, ("a.example", "10.0.0.2:7912", "[::1]:7911"))
+        self.assertRaises(ConfigError, ServerConfig, seed_nodes=["a:99999"])
+        self.assertRaises(ConfigError, ServerConfig, seed_nodes=["[a]:1"])
+
+    def test_cert_without_key(self) -> None:
+        """
+        A certificate without a key, or a key without a certificate, is an
+        error naming the key given.
+        """
+        error = self.assertRaises(ConfigError, ServerConfig, jmap_cert_path="c")
+        self.assertEqual(
+            str(error),
+            "jmap-cert-path: given without jmap-key-path (give both for HTTPS, or neither)",
+        )
+        error = self.assertRaises(ConfigError, ServerConfig, jmap_key_path="k")
+        self.assertTrue(str(error).startswith("jmap-key-path: given without jmap-cert-path"))
+
+    def test_frozen(self) -> None:
+        """
+        A L{ServerConfig} cannot be changed; L{attrs.evolve} makes a new one.
+        """
+        config = ServerConfig()
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, config, "jmap_port", 1)
+        self.assertEqual(attrs.evolve(config, jmap_port=1).jmap_port, 1)
+
+    def test_table_lookup(self) -> None:
+        """
+        L{KEYS_BY_NAME} finds keys by their kebab-case name.
+        """
+        self.assertEqual(KEYS_BY_NAME["rpc-port"].attribute, "rpc_port")
