@@ -116,8 +116,6 @@ class MethodError(Exception):
     def __init__(self, type: str, description: str | None = None, **extra: object) -> None:
         if not isinstance(type, str) or not type:
             raise ValueError(f"a method error type must be a non-empty string, not {type!r}")
-        if "type" in extra or "description" in extra:
-            raise ValueError("type and description are not extra properties")
         super().__init__(type, description)
         self.type = type
         self.description = description
@@ -160,8 +158,6 @@ class SetError:
     def __init__(self, type: str, description: str | None = None, **extra: object) -> None:
         if not isinstance(type, str) or not type:
             raise ValueError(f"a SetError type must be a non-empty string, not {type!r}")
-        if "type" in extra or "description" in extra:
-            raise ValueError("type and description are not extra properties")
         self.__attrs_init__(type, description, dict(extra))
 
     def to_json(self) -> dict:
