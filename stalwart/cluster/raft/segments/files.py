@@ -291,7 +291,9 @@ class SegmentLog:
             try:
                 reader = self._fs.open_read(path)
             except FileNotFoundError:
-                raise self._vanished(lo, hi) from None
+                raise self._vanished(lo, hi) or CorruptLogError(
+                    f"raft log damaged: {path} offset {offset}: file missing, record {entries[0][2]} was in it"
+                ) from None
             try:
                 size = entries[-1][0] + RECORD_HEADER_BYTES + entries[-1][1] - offset
                 data = reader.read_at(offset, size)
