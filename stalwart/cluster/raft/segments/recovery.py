@@ -47,7 +47,7 @@ _CHUNK_BYTES = 1024 * 1024
 # bytes 8-11 and 16-19 are zero, bytes 12-15 and 20-23 are not all zero.  The
 # regular expression engine finds these candidates at C speed, which lets the
 # search for "a valid record after the damage" cover a whole 64 MB file.
-_CANDIDATE = re.compile(rb"(?=.{8}\x00{4}(?!\x00{4}).{4}\x00{4}(?!\x00{4}))", re.DOTALL)
+_CANDIDATE = re.compile(rb"(?=.{8}\x00{4}(?!\x00{4}).{4}\x00{4}(?!\x00{4}).{4})", re.DOTALL)
 
 
 @attrs.define

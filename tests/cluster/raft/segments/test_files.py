@@ -50,6 +50,13 @@ class MemoryDisk:
     def overwrite(self, path: str, offset: int, data: bytes) -> None:
         self.fs.write_bytes(path, offset, data)
 
+    def create(self, path: str, data: bytes) -> None:
+        handle = self.fs.open_append(path)
+        handle.write(data)
+        handle.sync()
+        handle.close()
+        self.fs.fsync_dir(self.directory)
+
     def set_size(self, path: str, size: int) -> None:
         handle = self.fs.open_append(path)
         handle.truncate(size)
@@ -72,6 +79,10 @@ class RealDisk(MemoryDisk):
     def overwrite(self, path: str, offset: int, data: bytes) -> None:
         with open(path, "r+b") as f:
             f.seek(offset)
+            f.write(data)
+
+    def create(self, path: str, data: bytes) -> None:
+        with open(path, "wb") as f:
             f.write(data)
 
     def set_size(self, path: str, size: int) -> None:
