@@ -1,12 +1,141 @@
 # -*- test-case-name: tests.service.test_maker -*-
 """
 Build the stalwart-jmap service tree: the entry point twistd's plugin names.
+
+C{makeService} returns a L{MultiService} whose named children another
+Twisted application can also use on their own:
+
+  - C{"store"}: state.db, blobs and their threads (L{StoreService});
+  - C{"raft"}: the replicated log and its driver (L{RaftService});
+  - C{"jmap"}: the HTTP(S) listener (L{JmapWebService}).
+
+They start in that order and stop in reverse: the listener closes first,
+then the log finishes its current write and the state machine its queue,
+then the database closes.
 """
 
-from stalwart.service.options import Options
+from __future__ import annotations
 
-__all__ = ["Options", "makeService"]
+import os
+from typing import Callable, Iterable, Optional
+
+from twisted.application.service import MultiService
+from twisted.internet.threads import deferToThread
+from twisted.web.resource import Resource
+
+from stalwart import logs
+from stalwart.admin.api import AdminApi
+from stalwart.auth.authenticate import Authenticator
+from stalwart.cluster.raft.segments.files import CorruptLogError
+from stalwart.jmap.dispatch import Dispatcher
+from stalwart.jmap.methods.blob import UPLOAD_COMMAND, BlobCopy, apply_blob_copy, apply_upload
+from stalwart.jmap.methods.core import Echo
+from stalwart.jmap.methods.standard import StandardMethods
+from stalwart.jmap.objecttype import ObjectType
+from stalwart.jmap.resource import JmapRoot
+from stalwart.jmap.writes import WriteHandler
+from stalwart.jmap.context import WRITE_COMMAND
+from stalwart.service.config import ServerConfig
+from stalwart.service.errors import ConfigError
+from stalwart.service.node import Node
+from stalwart.service.options import TwistdOptions
+from stalwart.service.raft import RaftService
+from stalwart.service.store import StoreService
+from stalwart.service.web import JmapWebService, make_site
+from stalwart.store import accounts
+
+__all__ = ["Options", "makeService", "build_service", "StalwartService"]
+
+Options = TwistdOptions
+
+_STARTUP_ERRORS = (ConfigError, CorruptLogError)
 
 
-def makeService(options):
-    raise NotImplementedError("being written")
+class StalwartService(MultiService):
+    """
+    The node.  When C{exit_on_error} is set (under twistd), a start-up
+    problem the operator must fix ends the process with one clear line
+    instead of a traceback.
+    """
+
+    def __init__(self, exit_on_error: bool = False) -> None:
+        super().__init__()
+        self.exit_on_error = exit_on_error
+        self.node: Optional[Node] = None
+
+    def _guard(self, start: Callable[[], None]) -> None:
+        try:
+            start()
+        except _STARTUP_ERRORS as e:
+            if self.exit_on_error:
+                raise SystemExit(f"stalwart-jmap: error: {e}") from None
+            raise
+
+    def privilegedStartService(self) -> None:
+        self._guard(super().privilegedStartService)
+
+    def startService(self) -> None:
+        self._guard(super().startService)
+
+
+def _account_handler(function):
+    return lambda ctx: function(ctx.tx, ctx.command.args)
+
+
+def build_service(
+    config: ServerConfig,
+    reactor=None,
+    object_types: Iterable[ObjectType] = (),
+    urandom: Callable[[int], bytes] = os.urandom,
+    exit_on_error: bool = False,
+) -> StalwartService:
+    """
+    @param object_types: data types served with the standard methods
+        (RFC 8620 section 5), besides the built-in ones.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    logs.set_level(config.log_level)
+    methods = {"Core/echo": Echo(), "Blob/copy": BlobCopy()}
+    writes = {"Blob/copy": apply_blob_copy}
+    for object_type in object_types:
+        standard = StandardMethods(object_type)
+        methods.update(standard.methods())
+        writes.update(standard.writes())
+    handlers = {
+        WRITE_COMMAND: WriteHandler(writes),
+        UPLOAD_COMMAND: apply_upload,
+        "account.create": _account_handler(accounts.create_account),
+        "account.delete": _account_handler(accounts.delete_account),
+        "account.password": _account_handler(accounts.set_password),
+        "account.address.add": _account_handler(accounts.add_address),
+        "account.address.remove": _account_handler(accounts.remove_address),
+        "token.create": _account_handler(accounts.create_token),
+    }
+    top = StalwartService(exit_on_error=exit_on_error)
+    store = StoreService(config.data_dir, handlers, reactor)
+    store.setName("store")
+    store.setServiceParent(top)
+    raft = RaftService(config.data_dir, store, reactor, urandom)
+    raft.setName("raft")
+    raft.setServiceParent(top)
+
+    class _LazyReader:
+        # The reader exists once the store has started.
+        def run(self, fn, *args):
+            return store.reader.run(fn, *args)
+
+    authenticator = Authenticator(_LazyReader(), deferToThread, reactor, secret=urandom(32))
+    node = Node(config, reactor, store, raft, authenticator, Dispatcher(methods), deferToThread, urandom)
+    top.node = node
+    root = JmapRoot(node)
+    root.putChild(b"admin", AdminApi(node))
+    web = JmapWebService(config, make_site(root, config), reactor)
+    web.setName("jmap")
+    web.setServiceParent(top)
+    return top
+
+
+def makeService(options) -> StalwartService:
+    """twistd's entry point: C{options} is a parsed L{Options}."""
+    return build_service(options.config, exit_on_error=True)

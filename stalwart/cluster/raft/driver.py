@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.cluster.raft.test_driver -*-
+"""
+The shell around L{RaftCore}: it moves Ready batches to disk, to peers and
+to the state machine, and turns a proposal into a Deferred that fires with
+the state machine's result for that entry.
+
+Order for each Ready (etcd-io/raft's contract, with one pipelining step):
+
+  1. hand C{committed} to the apply worker: those entries were made durable
+     by an earlier Ready, so applying them may overlap with step 2;
+  2. persist C{hard_state} then C{entries}, with one fsync for the whole
+     batch (group commit), on the log worker thread;
+  3. send C{messages} (a vote or an acknowledgement only leaves once the
+     state it promises is on disk);
+  4. C{advance()}, then look for the next Ready.
+
+While step 2 runs, new proposals accumulate in the core and share the next
+fsync: that is the group commit.  A failed write or fsync stops the write
+path for good (after fsyncgate, a failed fsync cannot be retried safely):
+every waiting and later proposal fails with L{StorageFailed}.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from stalwart.logs import observer
+
+from stalwart.cluster.raft.core import LEADER, NotLeader, RaftCore
+from stalwart.cluster.raft.messages import Entry, Ready, encode_entry_payload
+from stalwart.cluster.raft.segments.format import Record
+
+__all__ = ["RaftDriver", "StorageFailed", "ProposalDropped", "Stopping"]
+
+
+class StorageFailed(Exception):
+    """The log could not be written: this node takes no more writes."""
+
+
+class ProposalDropped(Exception):
+    """Leadership changed and another entry took this proposal's index; retry."""
+
+
+class Stopping(Exception):
+    """The service is shutting down."""
+
+
+class RaftDriver:
+    log = Logger(observer=observer)
+
+    def __init__(
+        self,
+        core: RaftCore,
+        segment_log,
+        hard_state_file,
+        state_machine,
+        clock,
+        log_worker: Callable[..., Deferred],
+        apply_worker: Callable[..., Deferred],
+        send: Optional[Callable] = None,
+        tick_seconds: float = 0.1,
+    ) -> None:
+        """
+        @param log_worker: C{log_worker(f, *args)} runs C{f} on the log
+            thread and returns a Deferred of its result; calls run in order.
+        @param apply_worker: the same, for the state machine's thread.
+        @param state_machine: has C{apply(entries) -> list of results}.
+        @param send: delivers a message to a peer (None: no peers).
+        """
+        self.core = core
+        self._segments = segment_log
+        self._hard_state_file = hard_state_file
+        self._state_machine = state_machine
+        self._clock = clock
+        self._log_worker = log_worker
+        self._apply_worker = apply_worker
+        self._send = send
+        self._ticker = LoopingCall(self._tick)
+        self._ticker.clock = clock
+        self._tick_seconds = tick_seconds
+        self._waiting: Dict[int, Tuple[int, Deferred]] = {}
+        self._persisting: Optional[Deferred] = None
+        self._applying: Optional[Deferred] = None
+        self._apply_queue: List[Tuple[Entry, ...]] = []
+        self._failure: Optional[Exception] = None
+        self._stopping = False
+        self.applied = core.log.applying
+        self._appliedWaiters: List[Tuple[int, Deferred]] = []
+        self._listeners: List[Callable] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._ticker.start(self._tick_seconds, now=False)
+        if self.core.voters == {self.core.id}:
+            # A group of one need not wait an election timeout.
+            self.core.campaign()
+        self._pump()
+
+    def stop(self) -> Deferred:
+        """Stop taking proposals; fire once the current write and every queued apply are done."""
+        self._stopping = True
+        if self._ticker.running:
+            self._ticker.stop()
+        d = Deferred()
+
+        def check(_=None):
+            if self._persisting is not None:
+                self._persisting.addBoth(lambda r: (self._clock.callLater(0, check), r)[1])
+            elif self._applying is not None:
+                self._applying.addBoth(lambda r: (self._clock.callLater(0, check), r)[1])
+            else:
+                for term, waiter in list(self._waiting.values()):
+                    waiter.errback(Stopping("server is stopping"))
+                self._waiting.clear()
+                d.callback(None)
+
+        check()
+        return d
+
+    # -- inputs ------------------------------------------------------------
+
+    def propose(self, data: bytes) -> Deferred:
+        """Fires with the state machine's result once the entry is committed and applied."""
+        if self._failure is not None:
+            return fail(StorageFailed(str(self._failure)))
+        if self._stopping:
+            return fail(Stopping("server is stopping"))
+        try:
+            entry = self.core.propose(data)
+        except NotLeader as e:
+            return fail(e)
+        d = Deferred()
+        self._waiting[entry.index] = (entry.term, d)
+        self._pump()
+        return d
+
+    def step(self, message) -> None:
+        self.core.step(message)
+        self._pump()
+
+    def wait_applied(self, index: int) -> Deferred:
+        """Fires once the state machine has applied C{index}."""
+        if self.applied >= index:
+            return succeed(self.applied)
+        d = Deferred()
+        self._appliedWaiters.append((index, d))
+        return d
+
+    def read_barrier(self) -> Deferred:
+        """
+        Fires when local state reflects everything committed so far: what a
+        read must wait for after a restart or on a lagging node.
+        """
+        return self.wait_applied(self.core.log.committed)
+
+    def on_applied(self, listener: Callable[[Entry, object], None]) -> None:
+        """Call C{listener(entry, result)} for every applied entry, in log order."""
+        self._listeners.append(listener)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.role == LEADER and self._failure is None
+
+    # -- the loop ----------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.core.tick()
+        self._pump()
+
+    def _pump(self) -> None:
+        while self._persisting is None and self._failure is None and self.core.has_ready():
+            ready = self.core.ready()
+            if ready.committed:
+                self._enqueue_apply(ready.committed)
+            if ready.hard_state is None and not ready.entries:
+                self._finish(ready)
+                continue
+            self._persisting = self._log_worker(self._persist, ready.hard_state, ready.entries)
+            self._persisting.addCallbacks(lambda _, r=ready: self._persisted(r), self._storage_failed)
+            return
+
+    def _persist(self, hard_state, entries) -> None:
+        """Runs on the log thread."""
+        if hard_state is not None:
+            self._hard_state_file.save(hard_state)
+        if entries:
+            first = entries[0].index
+            if first <= self._segments.last_index:
+                self._segments.truncate_suffix(first)
+            self._segments.append(
+                [Record(term=e.term, index=e.index, payload=encode_entry_payload(e)) for e in entries]
+            )
+            self._segments.sync()
+
+    def _persisted(self, ready: Ready) -> None:
+        self._persisting = None
+        self._finish(ready)
+        self._pump()
+
+    def _finish(self, ready: Ready) -> None:
+        if self._send is not None:
+            for message in ready.messages:
+                self._send(message)
+        self.core.advance(ready)
+
+    def _storage_failed(self, failure) -> None:
+        self._persisting = None
+        self._failure = failure.value
+        self.log.critical(
+            "raft log write failed, refusing further writes: {error}", error=failure.value
+        )
+        for term, waiter in list(self._waiting.values()):
+            waiter.errback(StorageFailed(str(failure.value)))
+        self._waiting.clear()
+
+    # -- applying ----------------------------------------------------------
+
+    def _enqueue_apply(self, entries: Tuple[Entry, ...]) -> None:
+        self._apply_queue.append(entries)
+        if self._applying is None:
+            self._apply_next()
+
+    def _apply_next(self) -> None:
+        if not self._apply_queue:
+            self._applying = None
+            return
+        # Everything queued goes into one state machine transaction.
+        batch = tuple(e for entries in self._apply_queue for e in entries)
+        self._apply_queue = []
+        self._applying = self._apply_worker(self._state_machine.apply, batch)
+        self._applying.addCallbacks(
+            lambda results: self._applied(batch, results), self._apply_failed
+        )
+
+    def _applied(self, batch: Tuple[Entry, ...], results: List[object]) -> None:
+        for entry, result in zip(batch, results):
+            self.applied = entry.index
+            waiting = self._waiting.pop(entry.index, None)
+            for listener in self._listeners:
+                listener(entry, result)
+            if waiting is not None:
+                term, d = waiting
+                if term == entry.term:
+                    d.callback(result)
+                else:
+                    d.errback(ProposalDropped(f"entry {entry.index} was replaced"))
+        ready = [(i, d) for i, d in self._appliedWaiters if i <= self.applied]
+        self._appliedWaiters = [(i, d) for i, d in self._appliedWaiters if i > self.applied]
+        for _, d in ready:
+            d.callback(self.applied)
+        self._apply_next()
+
+    def _apply_failed(self, failure) -> None:
+        # The state machine catches per-entry errors itself; reaching here
+        # means the database is unusable (disk full, I/O error).
+        self._applying = None
+        self._storage_failed(failure)

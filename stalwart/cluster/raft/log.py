@@ -1,0 +1,155 @@
+# -*- test-case-name: tests.cluster.raft.test_log -*-
+"""
+The Raft core's view of its log: stable entries (on disk, known by term
+only) plus the recent entries it still holds in memory.
+
+Raft section 5.3.  Indexes used here:
+
+    first stable ... stable_last | unstable_from ... last_index
+                     <------------ in memory ---------------->
+    applying <= committed <= last_index
+
+The core never reads files: terms of stable entries come from the segment
+log's in-memory index (C{term_of}), payloads that are not in memory are the
+driver's business (it loads the unapplied tail at start).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence
+
+from stalwart.cluster.raft.messages import Entry
+
+__all__ = ["RaftLog"]
+
+
+class RaftLog:
+    def __init__(
+        self,
+        stable_last: int,
+        term_of: Callable[[int], int],
+        tail: Sequence[Entry] = (),
+        applied: int = 0,
+    ) -> None:
+        """
+        @param stable_last: last index on disk.
+        @param term_of: term of a stable index (0 for index 0); no I/O.
+        @param tail: stable entries after C{applied}, read by the driver at
+            start so that they can be applied once committed again.
+        @param applied: the state machine's last applied index.
+        """
+        assert applied <= stable_last, (applied, stable_last)
+        self._term_of = term_of
+        self.stable_last = stable_last
+        self._mem: List[Entry] = list(tail)
+        self._mem_first = self._mem[0].index if self._mem else stable_last + 1
+        assert not self._mem or (
+            self._mem[-1].index == stable_last and self._mem_first == applied + 1
+        ), "tail must be exactly the entries after applied"
+        self.unstable_from = stable_last + 1
+        self.committed = applied
+        self.applying = applied
+
+    # -- reading -----------------------------------------------------------
+
+    @property
+    def last_index(self) -> int:
+        if self._mem:
+            return self._mem[-1].index
+        return self.stable_last
+
+    def term(self, index: int) -> int:
+        """Term of C{index}; 0 for index 0 and for indexes past the end."""
+        if index == 0 or index > self.last_index:
+            return 0
+        if index >= self._mem_first:
+            return self._mem[index - self._mem_first].term
+        return self._term_of(index)
+
+    @property
+    def last_term(self) -> int:
+        return self.term(self.last_index)
+
+    def is_up_to_date(self, last_index: int, last_term: int) -> bool:
+        """Raft section 5.4.1: is a candidate's log at least as up to date as ours?"""
+        mine = self.last_term
+        return last_term > mine or (last_term == mine and last_index >= self.last_index)
+
+    def entries(self, lo: int, hi: int, bytes_max: int) -> Optional[List[Entry]]:
+        """
+        Entries C{lo}..C{hi} inclusive from memory, stopping once C{bytes_max}
+        is passed (at least one entry is returned).  None when C{lo} is no
+        longer in memory.
+        """
+        if lo > hi:
+            return []
+        if lo < self._mem_first:
+            return None
+        out, size = [], 0
+        for entry in self._mem[lo - self._mem_first : hi - self._mem_first + 1]:
+            size += entry.size()
+            if out and size > bytes_max:
+                break
+            out.append(entry)
+        return out
+
+    def unstable_entries(self) -> List[Entry]:
+        if self.unstable_from > self.last_index:
+            return []
+        return self._mem[self.unstable_from - self._mem_first :]
+
+    def next_committed(self) -> List[Entry]:
+        """Committed, stable entries not yet handed to the state machine."""
+        hi = min(self.committed, self.stable_last)
+        if hi <= self.applying:
+            return []
+        return self._mem[self.applying + 1 - self._mem_first : hi + 1 - self._mem_first]
+
+    # -- changing ----------------------------------------------------------
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """
+        Append C{entries}, replacing any existing entries from the first
+        one's index on (a conflict found by the caller).
+        """
+        if not entries:
+            return
+        first = entries[0].index
+        assert first <= self.last_index + 1, "gap in log"
+        assert first > self.committed, "committed entries never change (Raft 5.3)"
+        if first <= self.last_index:
+            if first >= self._mem_first:
+                del self._mem[first - self._mem_first :]
+            else:
+                self._mem = []
+            self.stable_last = min(self.stable_last, first - 1)
+            self.unstable_from = min(self.unstable_from, first)
+        if not self._mem:
+            self._mem_first = first
+        self._mem.extend(entries)
+
+    def stable_to(self, index: int, term: int) -> None:
+        """Entries up to C{index} (of C{term}) are durable."""
+        if index < self.unstable_from or self.term(index) != term:
+            # Replaced while being written: the next Ready writes it again.
+            return
+        self.unstable_from = index + 1
+        self.stable_last = index
+
+    def commit_to(self, index: int) -> None:
+        index = min(index, self.last_index)
+        if index > self.committed:
+            self.committed = index
+
+    def applying_to(self, index: int, keep_from: int) -> None:
+        """
+        Entries up to C{index} are handed to the state machine; memory up
+        to C{min(index, keep_from - 1)} may be released (the leader keeps
+        what followers still need).
+        """
+        assert index <= self.committed
+        self.applying = max(self.applying, index)
+        release = min(self.applying, keep_from - 1, self.stable_last)
+        if release >= self._mem_first:
+            del self._mem[: release - self._mem_first + 1]
+            self._mem_first = release + 1

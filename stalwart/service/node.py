@@ -1,0 +1,106 @@
+# -*- test-case-name: tests.service.test_maker -*-
+"""
+One node's working parts, as the HTTP resources see them: the store
+reader, the write path, authentication, the dispatcher, the limits.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Callable, Dict
+
+from twisted.internet.defer import Deferred, succeed
+
+from stalwart.auth.authenticate import Principal
+from stalwart.jmap.capabilities import CORE
+from stalwart.jmap.context import Limits, RequestContext
+from stalwart.jmap.session import AccountInfo, core_capability, session_object, session_state
+from stalwart.store.commands import Command, encode_command
+
+__all__ = ["Node", "utc_date"]
+
+
+def utc_date(seconds: float) -> str:
+    """RFC 8620 1.4 UTCDate, to the second."""
+    moment = datetime.datetime.fromtimestamp(int(seconds), tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Node:
+    def __init__(self, config, clock, store, raft, authenticator, dispatcher, cpu_worker: Callable[..., Deferred], urandom: Callable[[int], bytes]) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = store
+        self.raft = raft
+        self.authenticator = authenticator
+        self.dispatcher = dispatcher
+        self.cpu_worker = cpu_worker
+        self.urandom = urandom
+        self.limits = Limits(
+            max_objects_in_get=config.max_objects_in_get,
+            max_objects_in_set=config.max_objects_in_set,
+            query_max_results=config.query_max_results,
+            changes_max_results=config.changes_max_results,
+        )
+        self.capabilities: Dict[str, dict] = {
+            CORE: core_capability(
+                max_size_upload=config.max_size_upload,
+                max_concurrent_upload=config.max_concurrent_requests,
+                max_size_request=config.max_size_request,
+                max_concurrent_requests=config.max_concurrent_requests,
+                max_calls_in_request=config.max_calls_in_request,
+                max_objects_in_get=config.max_objects_in_get,
+                max_objects_in_set=config.max_objects_in_set,
+            )
+        }
+
+    @property
+    def reader(self):
+        return self.store.reader
+
+    @property
+    def blobs(self):
+        return self.store.blobs
+
+    def now(self) -> str:
+        return utc_date(self.clock.seconds())
+
+    def propose(self, command: Command) -> Deferred:
+        return self.propose_bytes(encode_command(command))
+
+    def propose_bytes(self, payload: bytes) -> Deferred:
+        return self.raft.driver.propose(payload)
+
+    def capability_uris(self):
+        return self.capabilities.keys()
+
+    def session_for(self, principal: Principal) -> Deferred:
+        base = self.config.jmap_url.rstrip("/")
+        account = AccountInfo(
+            id=principal.account_id, name=principal.name, is_personal=True, is_read_only=False,
+            account_capabilities={uri: {} for uri in self.capabilities if uri != CORE},
+        )
+        session = session_object(
+            username=principal.name,
+            accounts=[account],
+            capabilities=self.capabilities,
+            api_url=f"{base}/jmap/api",
+            download_url=f"{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?accept={{type}}",
+            upload_url=f"{base}/jmap/upload/{{accountId}}/",
+            event_source_url=f"{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}",
+        )
+        return succeed(session)
+
+    def request_context(self, principal: Principal) -> Deferred:
+        def build(session: Dict[str, Any]) -> RequestContext:
+            return RequestContext(
+                account_id=principal.account_id,
+                username=principal.name,
+                reader=self.reader,
+                propose=self.propose,
+                now=self.now,
+                limits=self.limits,
+                state=session["state"],
+            )
+
+        return self.session_for(principal).addCallback(build)

@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.store.test_apply -*-
+"""
+The state machine: applies committed log entries to state.db, in order,
+exactly once.
+
+One call to L{StateMachine.apply} is one SQLite transaction covering a
+batch of entries and the new C{last_applied}.  Each entry runs inside a
+savepoint: a deterministic refusal (L{Refused}) or a bug in a handler
+(TypeError, KeyError...) rolls back that entry alone and becomes its
+result, the same on every node.  Errors of this node's own environment
+(SQLite I/O errors, a full disk) are raised instead: skipping the entry
+here while other nodes apply it would make replicas diverge.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Callable, List, Mapping, Sequence
+
+import attrs
+from twisted.logger import Logger
+
+from stalwart.logs import observer
+
+from stalwart.cluster.raft.messages import ENTRY_NOOP, Entry
+from stalwart.store.blobs import BlobStore
+from stalwart.store.commands import BadCommand, Command, decode_command
+from stalwart.store.refusal import Refused
+from stalwart.store.schema import connect, create_schema
+
+__all__ = ["StateMachine", "ApplyContext", "Handler"]
+
+
+@attrs.frozen
+class ApplyContext:
+    """What a command handler may touch: the transaction and the blob files."""
+
+    tx: sqlite3.Connection
+    blobs: BlobStore
+    index: int
+    command: Command
+
+
+Handler = Callable[[ApplyContext], Any]
+
+_LOCAL_ERRORS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError, MemoryError)
+
+
+class StateMachine:
+    log = Logger(observer=observer)
+
+    def __init__(self, db_path: str, blobs: BlobStore, handlers: Mapping[str, Handler]) -> None:
+        self.db_path = db_path
+        self.blobs = blobs
+        self._handlers = dict(handlers)
+        self._conn = connect(db_path)
+        create_schema(self._conn)
+        (self.last_applied,) = self._conn.execute(
+            "SELECT value FROM meta WHERE key = 'last_applied'"
+        ).fetchone()
+
+    def apply(self, entries: Sequence[Entry]) -> List[Any]:
+        """Apply C{entries} (consecutive, starting at last_applied + 1); runs off the reactor."""
+        if not entries:
+            return []
+        assert entries[0].index == self.last_applied + 1, (entries[0].index, self.last_applied)
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [self._apply_one(entry) for entry in entries]
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'last_applied'", (entries[-1].index,)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.last_applied = entries[-1].index
+        return results
+
+    def _apply_one(self, entry: Entry) -> Any:
+        if entry.kind == ENTRY_NOOP:
+            return None
+        try:
+            command = decode_command(entry.data)
+        except BadCommand as e:
+            return Refused("badCommand", f"entry {entry.index}: {e}")
+        handler = self._handlers.get(command.kind)
+        if handler is None:
+            return Refused("unknownCommand", f"entry {entry.index}: no handler for {command.kind!r}")
+        conn = self._conn
+        conn.execute("SAVEPOINT entry")
+        try:
+            result = handler(ApplyContext(tx=conn, blobs=self.blobs, index=entry.index, command=command))
+        except Refused as refusal:
+            conn.execute("ROLLBACK TO entry")
+            conn.execute("RELEASE entry")
+            return refusal
+        except _LOCAL_ERRORS:
+            raise
+        except Exception:
+            self.log.failure("applying entry {index} ({kind}) failed", index=entry.index, kind=command.kind)
+            conn.execute("ROLLBACK TO entry")
+            conn.execute("RELEASE entry")
+            return Refused("serverFail", f"entry {entry.index} could not be applied")
+        conn.execute("RELEASE entry")
+        return result
+
+    def close(self) -> None:
+        self._conn.close()
