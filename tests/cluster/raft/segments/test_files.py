@@ -7,6 +7,7 @@ system and against the real one in a temporary directory.
 from __future__ import annotations
 
 import os.path
+import threading
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -398,3 +399,41 @@ class SegmentLogDiskTests(SegmentLogTestsMixin, RealDisk, SynchronousTestCase):
     """
     L{SegmentLog} on the real file system, in a temporary directory.
     """
+
+
+class SegmentLogThreadTests(LogFixture, RealDisk, SynchronousTestCase):
+    """
+    The index is shared between the writer thread and readers.
+    """
+
+    def test_concurrent_readers(self) -> None:
+        """
+        While one thread appends, syncs and rolls, another sees every index
+        up to C{last_index} with its term and payload.
+        """
+        log = self.open(segment_bytes_max=SEGMENT_HEADER_BYTES + 50 * FRAME)
+        expected = records(1, 1000, size=10)
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                for start in range(0, 1000, 7):
+                    log.append(expected[start : start + 7])
+                    log.sync()
+            except BaseException as e:
+                errors.append(e)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            while writer.is_alive() or log.last_index < 1000:
+                last = log.last_index
+                if last:
+                    self.assertEqual(log.term_at(last), 1)
+                    self.assertEqual(log.read(max(1, last - 20), last), expected[max(0, last - 21) : last])
+                if errors:
+                    break
+        finally:
+            writer.join()
+        self.assertEqual(errors, [])
+        self.assertLog(log, expected)
