@@ -40,7 +40,7 @@ from stalwart.service.errors import ConfigError
 from stalwart.service.node import Node
 from stalwart.service.options import TwistdOptions
 from stalwart.service.raft import RaftService
-from stalwart.service.store import StoreService
+from stalwart.service.store import StoreService, synchronous_worker
 from stalwart.service.web import JmapWebService, make_site
 from stalwart.store import accounts
 
@@ -88,10 +88,14 @@ def build_service(
     object_types: Iterable[ObjectType] = (),
     urandom: Callable[[int], bytes] = os.urandom,
     exit_on_error: bool = False,
+    threads: bool = True,
 ) -> StalwartService:
     """
     @param object_types: data types served with the standard methods
         (RFC 8620 section 5), besides the built-in ones.
+    @param threads: C{False} runs the log writes, applies, reads and
+        password hashing on the calling thread, so a test can run a whole
+        node in-process on a fake reactor; production always uses threads.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -113,10 +117,11 @@ def build_service(
         "token.create": _account_handler(accounts.create_token),
     }
     top = StalwartService(exit_on_error=exit_on_error)
-    store = StoreService(config.data_dir, handlers, reactor)
+    cpu_worker = deferToThread if threads else synchronous_worker
+    store = StoreService(config.data_dir, handlers, reactor, threads=threads)
     store.setName("store")
     store.setServiceParent(top)
-    raft = RaftService(config.data_dir, store, reactor, urandom)
+    raft = RaftService(config.data_dir, store, reactor, urandom, threads=threads)
     raft.setName("raft")
     raft.setServiceParent(top)
 
@@ -125,8 +130,8 @@ def build_service(
         def run(self, fn, *args):
             return store.reader.run(fn, *args)
 
-    authenticator = Authenticator(_LazyReader(), deferToThread, reactor, secret=urandom(32))
-    node = Node(config, reactor, store, raft, authenticator, Dispatcher(methods), deferToThread, urandom)
+    authenticator = Authenticator(_LazyReader(), cpu_worker, reactor, secret=urandom(32))
+    node = Node(config, reactor, store, raft, authenticator, Dispatcher(methods), cpu_worker, urandom)
     top.node = node
     root = JmapRoot(node)
     root.putChild(b"admin", AdminApi(node))

@@ -24,7 +24,7 @@ from stalwart.cluster.raft.log import RaftLog
 from stalwart.cluster.raft.messages import decode_entry_payload
 from stalwart.cluster.raft.segments.files import SegmentLog
 from stalwart.service.errors import ConfigError
-from stalwart.service.store import StoreService, pool_worker
+from stalwart.service.store import StoreService, pool_worker, synchronous_worker
 
 __all__ = ["RaftService", "node_id"]
 
@@ -52,12 +52,16 @@ def node_id(data_dir: str, urandom: Callable[[int], bytes]) -> str:
 
 
 class RaftService(Service):
-    def __init__(self, data_dir: str, store: StoreService, reactor, urandom: Callable[[int], bytes]) -> None:
+    def __init__(self, data_dir: str, store: StoreService, reactor, urandom: Callable[[int], bytes], threads: bool = True) -> None:
+        """
+        @param threads: C{False} writes the log on the calling thread
+            (L{synchronous_worker}), for in-process tests with a fake reactor.
+        """
         self.data_dir = data_dir
         self.store = store
         self._reactor = reactor
         self._urandom = urandom
-        self._log_pool = ThreadPool(1, 1, name="stalwart-log")
+        self._log_pool = ThreadPool(1, 1, name="stalwart-log") if threads else None
         self.driver = None
         self.segments = None
 
@@ -79,10 +83,14 @@ class RaftService(Service):
         tail = [decode_entry_payload(r.term, r.index, r.payload) for r in self.segments.read(applied + 1, last)] if last > applied else []
         log = RaftLog(last, self.segments.term_at, tail, applied)
         core = RaftCore(RaftConfig(), me, log, hard_state, voters=frozenset({me}), rng=random.SystemRandom())
-        self._log_pool.start()
+        if self._log_pool is not None:
+            self._log_pool.start()
+            log_worker = pool_worker(self._reactor, self._log_pool)
+        else:
+            log_worker = synchronous_worker
         self.driver = RaftDriver(
             core, self.segments, hard_state_file, state_machine, self._reactor,
-            log_worker=pool_worker(self._reactor, self._log_pool),
+            log_worker=log_worker,
             apply_worker=self.store.apply_worker,
             tick_seconds=TICK_SECONDS,
         )
@@ -95,7 +103,8 @@ class RaftService(Service):
             return None
 
         def close(result):
-            self._log_pool.stop()
+            if self._log_pool is not None:
+                self._log_pool.stop()
             self.segments.close()
             return result
 

@@ -12,6 +12,7 @@ import os
 from typing import Mapping
 
 from twisted.application.service import Service
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -19,7 +20,7 @@ from stalwart.store.apply import Handler, StateMachine
 from stalwart.store.blobs import BlobStore
 from stalwart.store.reader import Reader
 
-__all__ = ["StoreService", "pool_worker"]
+__all__ = ["StoreService", "pool_worker", "synchronous_worker"]
 
 READ_THREADS = 4
 
@@ -28,33 +29,52 @@ def pool_worker(reactor, pool: ThreadPool):
     return lambda f, *args: deferToThreadPool(reactor, pool, f, *args)
 
 
+def synchronous_worker(f, *args):
+    """
+    Run C{f(*args)} at once on the calling thread: a worker for tests that
+    drive a whole node in-process without threads (C{threads=False}).
+    """
+    return maybeDeferred(f, *args)
+
+
 class StoreService(Service):
-    def __init__(self, data_dir: str, handlers: Mapping[str, Handler], reactor) -> None:
+    def __init__(self, data_dir: str, handlers: Mapping[str, Handler], reactor, threads: bool = True) -> None:
+        """
+        @param threads: C{False} runs applies and reads on the calling
+            thread (L{synchronous_worker}), so tests can drive the store
+            with a fake reactor; production always uses threads.
+        """
         self.data_dir = data_dir
         self._handlers = handlers
         self._reactor = reactor
         self.state_machine = None
         self.reader = None
         self.blobs = None
-        self._apply_pool = ThreadPool(1, 1, name="stalwart-apply")
-        self._read_pool = ThreadPool(1, READ_THREADS, name="stalwart-read")
-        self.apply_worker = pool_worker(reactor, self._apply_pool)
+        self._pools = []
+        if threads:
+            self._apply_pool = ThreadPool(1, 1, name="stalwart-apply")
+            self._read_pool = ThreadPool(1, READ_THREADS, name="stalwart-read")
+            self._pools = [self._apply_pool, self._read_pool]
+            self.apply_worker = pool_worker(reactor, self._apply_pool)
+            self._read_worker = pool_worker(reactor, self._read_pool)
+        else:
+            self.apply_worker = self._read_worker = synchronous_worker
 
     def startService(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
         db_path = os.path.join(self.data_dir, "state.db")
         self.blobs = BlobStore(os.path.join(self.data_dir, "blobs"))
         self.state_machine = StateMachine(db_path, self.blobs, self._handlers)
-        self._apply_pool.start()
-        self._read_pool.start()
-        self.reader = Reader(db_path, pool_worker(self._reactor, self._read_pool))
+        for pool in self._pools:
+            pool.start()
+        self.reader = Reader(db_path, self._read_worker)
         super().startService()
 
     def stopService(self):
         super().stopService()
         # The raft service, stopped before us, has drained the apply queue.
-        self._apply_pool.stop()
-        self._read_pool.stop()
+        for pool in self._pools:
+            pool.stop()
         if self.reader is not None:
             self.reader.close()
         if self.state_machine is not None:
