@@ -141,7 +141,7 @@ class RaftCore:
             self._heartbeat_elapsed += 1
             if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
                 self._heartbeat_elapsed = 0
-                for peer in self._progress:
+                for peer in self._peers(self._progress):
                     self._send_append(peer)
             return
         self._elapsed += 1
@@ -367,11 +367,16 @@ class RaftCore:
             self.log.commit_to(index)
 
     def _keep_from(self) -> int:
-        """Lowest index still needed in memory (followers' next entries)."""
+        """
+        Lowest index still needed in memory: the first entry some follower
+        is not known to hold (C{next} is optimistic, C{match} is not).
+        A peer that stays away pins memory; the cluster issue bounds this
+        by reading old entries from the segment log or sending a snapshot.
+        """
         if self.role != LEADER:
             return self.log.last_index + 1
         return min(
-            (p.next for peer, p in self._progress.items() if peer != self.id),
+            (p.match + 1 for peer, p in self._progress.items() if peer != self.id),
             default=self.log.last_index + 1,
         )
 

@@ -1,0 +1,317 @@
+# -*- test-case-name: tests.cluster.raft.test_core -*-
+"""
+Tests for L{stalwart.cluster.raft.core}: the pure Raft state machine,
+driven by hand with no clock, disk or network.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Dict, List
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from stalwart.cluster.raft.core import CANDIDATE, FOLLOWER, LEADER, NotLeader, RaftConfig, RaftCore
+from stalwart.cluster.raft.hardstate import HardState
+from stalwart.cluster.raft.log import RaftLog
+from stalwart.cluster.raft.messages import (
+    ENTRY_NOOP,
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    RequestVote,
+    RequestVoteResponse,
+)
+
+
+class MemoryStorage:
+    """Stable entries of one node, as the segment log would hold them."""
+
+    def __init__(self) -> None:
+        self.entries: List[Entry] = []
+        self.hard_state = HardState()
+
+    def term_at(self, index: int) -> int:
+        return self.entries[index - 1].term if 0 < index <= len(self.entries) else 0
+
+    def persist(self, ready) -> None:
+        if ready.hard_state is not None:
+            self.hard_state = ready.hard_state
+        if ready.entries:
+            first = ready.entries[0].index
+            del self.entries[first - 1 :]
+            self.entries.extend(ready.entries)
+
+
+def make_core(node_id: str, voters, storage: MemoryStorage = None, applied: int = 0, seed: int = 1) -> RaftCore:
+    storage = storage or MemoryStorage()
+    tail = storage.entries[applied:]
+    log = RaftLog(len(storage.entries), storage.term_at, tail, applied)
+    core = RaftCore(RaftConfig(), node_id, log, storage.hard_state, frozenset(voters), random.Random(seed))
+    core.storage = storage
+    return core
+
+
+def handle(core: RaftCore):
+    """Carry out one Ready the way the driver does; returns it."""
+    ready = core.ready()
+    core.storage.persist(ready)
+    core.advance(ready)
+    return ready
+
+
+class Cluster:
+    """Nodes joined by a perfect network that delivers when told to."""
+
+    def __init__(self, names, seed: int = 1) -> None:
+        self.nodes: Dict[str, RaftCore] = {n: make_core(n, names, seed=seed + i) for i, n in enumerate(names)}
+        self.applied: Dict[str, List[Entry]] = {n: [] for n in names}
+        self.cut = set()
+
+    def run(self, rounds: int = 20) -> None:
+        for _ in range(rounds):
+            moved = False
+            for name, core in self.nodes.items():
+                while core.has_ready():
+                    ready = handle(core)
+                    self.applied[name].extend(ready.committed)
+                    for message in ready.messages:
+                        if name in self.cut or message.recipient in self.cut:
+                            continue
+                        self.nodes[message.recipient].step(message)
+                        moved = True
+            if not moved:
+                return
+
+
+class SingleNodeTests(SynchronousTestCase):
+    def test_elects_itself(self) -> None:
+        """A group of one becomes leader on campaigning: its own vote is a majority (Raft 5.2)."""
+        core = make_core("a", {"a"})
+        core.campaign()
+        self.assertEqual((core.role, core.term, core.vote, core.leader), (LEADER, 1, "a", "a"))
+
+    def test_noop_commits_after_durable_append(self) -> None:
+        """The new leader's no-op commits once its own append is durable, not before (Raft 5.3, 8)."""
+        core = make_core("a", {"a"})
+        core.campaign()
+        first = core.ready()
+        self.assertEqual([e.kind for e in first.entries], [ENTRY_NOOP])
+        self.assertEqual(first.committed, ())
+        self.assertEqual(first.hard_state, HardState(term=1, vote="a"))
+        core.storage.persist(first)
+        core.advance(first)
+        second = core.ready()
+        self.assertEqual([e.index for e in second.committed], [1])
+
+    def test_group_commit(self) -> None:
+        """Proposals made while a write is in flight form the next batch together."""
+        core = make_core("a", {"a"})
+        core.campaign()
+        handle(core)
+        handle(core)
+        entries = [core.propose(b"x%d" % i) for i in range(5)]
+        ready = core.ready()
+        self.assertEqual([e.index for e in ready.entries], [e.index for e in entries])
+        core.storage.persist(ready)
+        core.advance(ready)
+        self.assertEqual([e.data for e in core.ready().committed], [b"x%d" % i for i in range(5)])
+
+    def test_nothing_committed_before_persisted(self) -> None:
+        """An entry proposed but not yet durable is never handed to the state machine."""
+        core = make_core("a", {"a"})
+        core.campaign()
+        handle(core)
+        handle(core)
+        core.propose(b"x")
+        self.assertEqual(core.ready().committed, ())
+
+    def test_follower_refuses_proposals(self) -> None:
+        """Only a leader takes proposals; others say who leads, if they know."""
+        core = make_core("b", {"a", "b", "c"})
+        with self.assertRaises(NotLeader) as caught:
+            core.propose(b"x")
+        self.assertIsNone(caught.exception.leader)
+
+    def test_restart_reapplies_tail(self) -> None:
+        """After a restart, entries after the applied index are committed and applied again once the new term's no-op commits."""
+        storage = MemoryStorage()
+        core = make_core("a", {"a"}, storage)
+        core.campaign()
+        handle(core)
+        handle(core)
+        core.propose(b"one")
+        handle(core)
+        handle(core)
+        restarted = make_core("a", {"a"}, storage, applied=1)
+        restarted.campaign()
+        self.assertEqual(restarted.term, 2)
+        handle(restarted)
+        committed = handle(restarted).committed
+        self.assertEqual([(e.index, e.data) for e in committed], [(2, b"one"), (3, b"")])
+
+
+class ElectionTests(SynchronousTestCase):
+    def test_three_node_election(self) -> None:
+        """A candidate with votes from a majority leads; the others follow it (Raft 5.2)."""
+        cluster = Cluster(["a", "b", "c"])
+        cluster.nodes["a"].campaign()
+        cluster.run()
+        roles = {n: c.role for n, c in cluster.nodes.items()}
+        self.assertEqual(roles, {"a": LEADER, "b": FOLLOWER, "c": FOLLOWER})
+        self.assertEqual({c.leader for c in cluster.nodes.values()}, {"a"})
+
+    def test_one_vote_per_term(self) -> None:
+        """A node grants at most one vote per term, also after a restart, since the vote is persisted (Raft 5.2, figure 2)."""
+        storage = MemoryStorage()
+        core = make_core("c", {"a", "b", "c"}, storage)
+        core.step(RequestVote(term=5, sender="a", recipient="c", last_log_index=0, last_log_term=0))
+        handle(core)
+        restarted = make_core("c", {"a", "b", "c"}, storage)
+        restarted.step(RequestVote(term=5, sender="b", recipient="c", last_log_index=0, last_log_term=0))
+        (response,) = handle(restarted).messages
+        self.assertEqual((response.term, response.granted), (5, False))
+
+    def test_election_restriction(self) -> None:
+        """A candidate whose log is less up to date is refused (Raft 5.4.1)."""
+        storage = MemoryStorage()
+        storage.entries = [Entry(term=1, index=1), Entry(term=2, index=2)]
+        storage.hard_state = HardState(term=2)
+        core = make_core("c", {"a", "c"}, storage, applied=0)
+        core.step(RequestVote(term=3, sender="a", recipient="c", last_log_index=5, last_log_term=1))
+        (response,) = core.ready().messages
+        self.assertFalse(response.granted)
+        core2 = make_core("c", {"a", "c"}, storage, applied=0)
+        core2.step(RequestVote(term=3, sender="a", recipient="c", last_log_index=2, last_log_term=2))
+        (response,) = core2.ready().messages
+        self.assertTrue(response.granted)
+
+    def test_higher_term_demotes_leader(self) -> None:
+        """Any message with a newer term turns a leader into a follower of that term (Raft 5.1)."""
+        cluster = Cluster(["a", "b", "c"])
+        cluster.nodes["a"].campaign()
+        cluster.run()
+        leader = cluster.nodes["a"]
+        leader.step(AppendEntriesResponse(term=9, sender="b", recipient="a", success=False))
+        self.assertEqual((leader.role, leader.term, leader.vote), (FOLLOWER, 9, None))
+
+    def test_lost_election_returns_to_follower(self) -> None:
+        """A candidate refused by a majority stops being a candidate."""
+        core = make_core("a", {"a", "b", "c"})
+        core.campaign()
+        self.assertEqual(core.role, CANDIDATE)
+        core.step(RequestVoteResponse(term=1, sender="b", recipient="a", granted=False))
+        core.step(RequestVoteResponse(term=1, sender="c", recipient="a", granted=False))
+        self.assertEqual(core.role, FOLLOWER)
+
+    def test_election_timeout_randomised(self) -> None:
+        """Followers campaign after between election_ticks and twice that without a leader (Raft 5.2)."""
+        for seed in range(20):
+            core = make_core("a", {"a", "b", "c"}, seed=seed)
+            ticks = 0
+            while core.role == FOLLOWER:
+                core.tick()
+                ticks += 1
+            self.assertTrue(10 <= ticks < 20, ticks)
+
+
+class ReplicationTests(SynchronousTestCase):
+    def test_commit_on_majority(self) -> None:
+        """An entry commits once a majority stores it, and every node applies it (Raft 5.3)."""
+        cluster = Cluster(["a", "b", "c"])
+        cluster.nodes["a"].campaign()
+        cluster.run()
+        cluster.cut.add("c")
+        cluster.nodes["a"].propose(b"x")
+        cluster.run()
+        self.assertEqual([e.data for e in cluster.applied["a"] if e.data], [b"x"])
+        # Followers learn the commit index with the next heartbeat.
+        self.assertEqual([e.data for e in cluster.applied["b"] if e.data], [])
+        cluster.nodes["a"].tick()
+        cluster.run()
+        self.assertEqual([e.data for e in cluster.applied["b"] if e.data], [b"x"])
+        cluster.cut.clear()
+        for _ in range(2):
+            cluster.nodes["a"].tick()
+            cluster.run()
+        self.assertEqual([e.data for e in cluster.applied["c"] if e.data], [b"x"])
+
+    def test_no_commit_without_majority(self) -> None:
+        """With two of three nodes unreachable, nothing new commits."""
+        cluster = Cluster(["a", "b", "c"])
+        cluster.nodes["a"].campaign()
+        cluster.run()
+        cluster.cut.update({"b", "c"})
+        cluster.nodes["a"].propose(b"x")
+        cluster.run()
+        self.assertEqual([e.data for e in cluster.applied["a"] if e.data], [])
+
+    def test_conflicting_entries_replaced(self) -> None:
+        """A follower drops entries that conflict with the leader's and takes the leader's (Raft 5.3)."""
+        storage = MemoryStorage()
+        storage.entries = [Entry(term=1, index=1), Entry(term=2, index=2, data=b"old"), Entry(term=2, index=3, data=b"old")]
+        storage.hard_state = HardState(term=2)
+        follower = make_core("b", {"a", "b"}, storage)
+        follower.step(AppendEntries(term=3, sender="a", recipient="b", prev_index=1, prev_term=1,
+                                    entries=(Entry(term=3, index=2, data=b"new"),), commit=2))
+        ready = handle(follower)
+        self.assertEqual(ready.messages[0], AppendEntriesResponse(term=3, sender="b", recipient="a", success=True, match_index=2))
+        self.assertEqual([(e.term, e.data) for e in storage.entries], [(1, b""), (3, b"new")])
+        # Entry 1 was already durable; entry 2 only after this Ready's write.
+        self.assertEqual([e.index for e in ready.committed], [1])
+        self.assertEqual([(e.index, e.data) for e in handle(follower).committed], [(2, b"new")])
+
+    def test_consistency_check_rejects_with_hint(self) -> None:
+        """A follower missing the previous entry refuses and says where to resume (Raft 5.3, fast back-off)."""
+        follower = make_core("b", {"a", "b"})
+        follower.step(AppendEntries(term=1, sender="a", recipient="b", prev_index=7, prev_term=1, entries=(), commit=0))
+        (response,) = follower.ready().messages
+        self.assertEqual((response.success, response.hint), (False, 1))
+
+    def test_back_off_catches_up_lagging_follower(self) -> None:
+        """A follower that missed many entries is brought up to date by the leader's retries."""
+        cluster = Cluster(["a", "b", "c"])
+        cluster.nodes["a"].campaign()
+        cluster.run()
+        cluster.cut.add("c")
+        for i in range(30):
+            cluster.nodes["a"].propose(b"%d" % i)
+            cluster.run()
+        cluster.cut.clear()
+        for _ in range(3):
+            cluster.nodes["a"].tick()
+            cluster.run()
+        self.assertEqual(
+            [e.data for e in cluster.applied["c"] if e.data], [b"%d" % i for i in range(30)]
+        )
+
+    def test_only_current_term_commits_by_counting(self) -> None:
+        """
+        A leader does not commit an entry of an earlier term just because
+        a majority stores it; it does once an entry of its own term is
+        stored by a majority (Raft 5.4.2, figure 8).
+        """
+        storage = MemoryStorage()
+        storage.entries = [Entry(term=2, index=1, data=b"old")]
+        storage.hard_state = HardState(term=3, vote="a")
+        leader = make_core("a", {"a", "b", "c"}, storage)
+        leader.campaign()  # term 4
+        leader.step(RequestVoteResponse(term=4, sender="b", recipient="a", granted=True))
+        self.assertEqual(leader.role, LEADER)
+        ready = handle(leader)  # persists the term-4 no-op at index 2
+        self.assertEqual(leader.log.committed, 0)
+        # b acknowledges index 1 only: a majority holds the term-2 entry.
+        leader.step(AppendEntriesResponse(term=4, sender="b", recipient="a", success=True, match_index=1))
+        self.assertEqual(leader.log.committed, 0)
+        leader.step(AppendEntriesResponse(term=4, sender="b", recipient="a", success=True, match_index=2))
+        self.assertEqual(leader.log.committed, 2)
+        self.assertTrue(ready.entries)
+
+    def test_stale_leader_told_newer_term(self) -> None:
+        """An AppendEntries from an older term is refused with the current term (Raft 5.1)."""
+        follower = make_core("b", {"a", "b"})
+        follower.step(RequestVote(term=4, sender="c", recipient="b", last_log_index=0, last_log_term=0))
+        handle(follower)
+        follower.step(AppendEntries(term=2, sender="a", recipient="b", prev_index=0, prev_term=0, entries=(), commit=0))
+        (response,) = follower.ready().messages
+        self.assertEqual((response.term, response.success), (4, False))
