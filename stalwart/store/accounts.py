@@ -33,13 +33,17 @@ __all__ = [
 
 
 def normalise_address(address: object) -> str:
-    """Lower-case an address after checking it looks like local@domain."""
+    """
+    Lower-case an address after checking it looks like local@domain.  Local
+    parts are compared without case too: that is what every mail system
+    users meet does, and two accounts differing only by case would be a trap.
+    """
     if not isinstance(address, str) or len(address) > 320:
         raise Refused("invalidAddress", f"not an email address: {address!r}")
     local, at, domain = address.strip().rpartition("@")
     if not at or not local or not domain or any(c.isspace() for c in address.strip()) or "." not in domain:
         raise Refused("invalidAddress", f"not an email address: {address!r}")
-    return f"{local}@{domain.lower()}"
+    return f"{local}@{domain}".lower()
 
 
 def _account_id(tx: sqlite3.Connection, name: str) -> str:
