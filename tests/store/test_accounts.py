@@ -27,9 +27,9 @@ class AccountTests(SynchronousTestCase):
         self.assertEqual([self.create(n)["id"] for n in ("alice@example.org", "bob")], ["A1", "A2"])
 
     def test_name_is_first_address(self) -> None:
-        """An account named like an address gets that address, lower-cased."""
+        """An account named like an address gets that address, lower-cased; addresses list sorted."""
         account = self.create("Alice@Example.ORG", emails=["a2@example.org"])
-        self.assertEqual(account["emails"], ["alice@example.org", "a2@example.org"])
+        self.assertEqual(account["emails"], ["a2@example.org", "alice@example.org"])
 
     def test_refusals(self) -> None:
         """Duplicates, taken addresses, bad names, bad addresses and bad quotas are refused with their own codes."""

@@ -190,6 +190,11 @@ class StandardMethods:
             new = apply_patch(old, patch)
         except PatchError as e:
             return SetError("invalidPatch", str(e))
+        # Stored objects do not hold their id: a patch may repeat it, but
+        # not change it (RFC 8620 5.3), and it must not be stored.
+        if "id" in new:
+            if new.pop("id") != object_id:
+                return SetError("invalidProperties", "id is server-set", properties=["id"])
         error = self.type.validate(new, creating=False, old=old) or self.type.check_object(tx, account, new, old)
         if error is not None:
             return error
@@ -304,7 +309,8 @@ class StandardMethods:
             }
             if total_wanted:
                 response["total"] = len(ids)
-            if wanted is not None and wanted > cap:
+            if wanted is None or wanted > cap:
+                # The server set a limit, or used another than asked (RFC 8620 5.5).
                 response["limit"] = cap
             return [(f"{self.name}/query", response)]
 
