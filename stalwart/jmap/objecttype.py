@@ -9,7 +9,6 @@ L{stalwart.jmap.methods.standard}.
 
 from __future__ import annotations
 
-import sqlite3
 import unicodedata
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -79,11 +78,11 @@ class ObjectType:
 
     # -- rules of the type (override as needed) -----------------------------
 
-    def check_object(self, tx: sqlite3.Connection, account_id: str, obj: Dict, old: Optional[Dict]) -> Optional[SetError]:
+    def check_object(self, tx: Any, account_id: str, obj: Dict, old: Optional[Dict]) -> Optional[SetError]:
         """Cross-property rules for a created (C{old} None) or updated object."""
         return None
 
-    def check_destroy(self, tx: sqlite3.Connection, account_id: str, object_id: str, obj: Dict) -> Optional[SetError]:
+    def check_destroy(self, tx: Any, account_id: str, object_id: str, obj: Dict) -> Optional[SetError]:
         return None
 
     def match(self, obj: Dict, condition: Mapping[str, Any]) -> bool:
