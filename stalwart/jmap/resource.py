@@ -161,7 +161,8 @@ def _blob_type(conn, account: str, blob_id: str):
 def _is_media_type(value: str) -> bool:
     kind, slash, sub = value.partition("/")
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&-^_.+;= ")
-    return bool(kind and slash and sub) and all(c in allowed for c in value) and len(value) < 256
+    # "/" is not in allowed: exactly one slash, the one partition found.
+    return bool(kind and slash and sub) and all(c in allowed for c in kind + sub) and len(value) < 256
 
 
 def _disposition(name: str) -> bytes:
