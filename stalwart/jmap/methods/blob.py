@@ -15,7 +15,7 @@ from stalwart.jmap.arguments import check_arguments, required
 from stalwart.jmap.capabilities import CORE
 from stalwart.jmap.errors import MethodError, SetError
 from stalwart.store.apply import ApplyContext
-from stalwart.store.blobs import is_blob_id
+from stalwart.store.blobs import blob_id_for, is_blob_id
 from stalwart.store.refusal import Refused
 
 __all__ = ["UPLOAD_COMMAND", "apply_upload", "BlobCopy", "apply_blob_copy", "add_blob"]
@@ -43,8 +43,12 @@ def apply_upload(ctx: ApplyContext) -> Dict:
     if ctx.tx.execute("SELECT 1 FROM accounts WHERE id = ?", (account,)).fetchone() is None:
         raise Refused("accountNotFound", f"account {account!r} does not exist")
     data = ctx.command.body
-    blob_id = ctx.blobs.write(data)
+    # Charge the quota before writing the file: a refused upload must
+    # leave nothing on disk, or an account over quota could still fill
+    # it.  The file is still written before the transaction commits.
+    blob_id = blob_id_for(data)
     add_blob(ctx.tx, account, blob_id, len(data), args["type"], args["now"])
+    ctx.blobs.write(data)
     return {"accountId": account, "blobId": blob_id, "type": args["type"], "size": len(data)}
 
 
