@@ -21,6 +21,8 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 import attrs
 import treq
 from treq.testing import StubTreq
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
@@ -108,11 +110,53 @@ class LiveNode:
         if authorization is not None:
             headers["Authorization"] = authorization
         d = self.http.request(method, JMAP_URL + path, data=body or None, headers=headers)
-        self.http.flush()
-        response = self.case.successResultOf(d)
-        content = treq.content(response)
-        self.http.flush()
+        response = self.case.successResultOf(self._flushed(d))
+        content = self._flushed(treq.content(response))
         return Reply(response.code, response.headers, self.case.successResultOf(content))
+
+    def _flushed(self, d):
+        """
+        Pump bytes between client and server until C{d} fires: a static
+        file is sent by a pull producer, one chunk per pump.
+        """
+        fired = []
+        d.addBoth(lambda r: (fired.append(True), r)[1])
+        for _ in range(1000):
+            if fired:
+                break
+            self.http.flush()
+        return d
+
+    @inlineCallbacks
+    def request_pumped(
+        self, method: str, path: str, headers: Optional[Dict[str, Any]] = None,
+        authorization: Optional[bytes] = None,
+    ):
+        """
+        L{request} for responses sent by a pull producer (static files):
+        twisted.web drives those through the global cooperator, hence the
+        global reactor, so this needs an asynchronous C{TestCase} and
+        yields to the reactor between pumps.  Fires with a L{Reply}.
+        """
+        headers = dict(headers or {})
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        response = yield self._pumped(self.http.request(method, JMAP_URL + path, headers=headers))
+        body = yield self._pumped(treq.content(response))
+        return Reply(response.code, response.headers, body)
+
+    @inlineCallbacks
+    def _pumped(self, d):
+        from twisted.internet import reactor
+
+        fired = []
+        d.addBoth(lambda r: (fired.append(True), r)[1])
+        for _ in range(1000):
+            self.http.flush()
+            if fired:
+                break
+            yield deferLater(reactor, 0, lambda: None)
+        return (yield d)
 
     def admin(self, method: str, path: str, body: Any = None, secret: Optional[str] = ADMIN_SECRET) -> Reply:
         data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
