@@ -243,6 +243,29 @@ class ServerProcess:
         ended.addCallback(on_end)
         return result
 
+    @inlineCallbacks
+    def wait_refusal(self, seconds: float, marker: str = "stalwart-jmap: error", grace: float = 2.0):
+        """
+        Like L{wait_exit} for a process expected to refuse to start, but give
+        up C{grace} seconds after C{marker} shows in the log: a process that
+        has reported its error and still runs is hung, no need to wait longer.
+        """
+        deadline = reactor.seconds() + seconds
+        seen = None
+        while self.running:
+            now = reactor.seconds()
+            if seen is None and marker in self.log_text():
+                seen = now
+            if now > deadline or (seen is not None and now - seen > grace):
+                ended = self._protocol.ended
+                self.signal(signal.SIGKILL)
+                yield ended
+                raise AssertionError(
+                    f"process still running {now - (seen or now - seconds):.1f} s after "
+                    f"{'reporting its error' if seen else 'starting'} (killed)\n{self.describe()}")
+            yield deferLater(reactor, POLL_SECONDS * 2, lambda: None)
+        returnValue(self.reason)
+
     def stop(self, seconds: float = 15.0) -> Deferred:
         """SIGTERM, then wait for the end (see L{wait_exit})."""
         self.signal(signal.SIGTERM)

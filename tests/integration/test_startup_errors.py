@@ -37,7 +37,7 @@ class FailedStartMixin(ServerTestMixin):
         @return: a Deferred firing with the one stderr line.
         """
         server = yield self.start_server(data_dir=data_dir, arguments=arguments, wait=False, port=port)
-        reason = yield server.wait_exit(EXIT_SECONDS_MAX)
+        reason = yield server.wait_refusal(EXIT_SECONDS_MAX)
         self.assertIsInstance(reason, ProcessTerminated, server.describe())
         self.assertTrue(reason.exitCode, f"exit status {reason.exitCode}, signal {reason.signal}\n{server.describe()}")
         self.assertNotIn("Traceback", server.log_text())
