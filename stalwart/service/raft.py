@@ -93,6 +93,7 @@ class RaftService(Service):
             log_worker=log_worker,
             apply_worker=self.store.apply_worker,
             tick_seconds=TICK_SECONDS,
+            call_from_thread=self._reactor.callFromThread if self._log_pool is not None else None,
         )
         self.driver.start()
         super().startService()

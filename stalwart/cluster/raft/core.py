@@ -103,7 +103,7 @@ class RaftCore:
         self.role = FOLLOWER
         self.leader: Optional[str] = None
         self._rng = rng
-        self._persisted = hard_state
+        self._handed = hard_state
         self._messages: List[Message] = []
         self._votes: Dict[str, bool] = {}
         self._progress: Dict[str, _Progress] = {}
@@ -192,26 +192,32 @@ class RaftCore:
         )
 
     def ready(self) -> Ready:
-        return Ready(
-            hard_state=self._hard_state() if self._hard_state_changed() else None,
-            entries=tuple(self.log.unstable_entries()),
-            messages=tuple(self._messages),
-            committed=tuple(self.log.next_committed()),
-        )
+        """
+        Hand out what is to be done.  Its contents are not handed out again,
+        so the driver may queue several Readies for writing before the
+        first is durable; it must carry them out in order and call
+        L{advance} for each in order.
+        """
+        hard_state = self._hard_state() if self._hard_state_changed() else None
+        if hard_state is not None:
+            self._handed = hard_state
+        entries = tuple(self.log.unstable_entries())
+        if entries:
+            self.log.hand_to(entries[-1].index)
+        messages, self._messages = tuple(self._messages), []
+        committed = tuple(self.log.next_committed())
+        if committed:
+            self.log.applying_to(committed[-1].index, self._keep_from())
+        return Ready(hard_state=hard_state, entries=entries, messages=messages, committed=committed)
 
     def advance(self, ready: Ready) -> None:
-        """The driver has carried out C{ready}."""
-        if ready.hard_state is not None:
-            self._persisted = ready.hard_state
-        del self._messages[: len(ready.messages)]
+        """C{ready}'s hard state and entries are durable and its messages sent."""
         if ready.entries:
             last = ready.entries[-1]
             self.log.stable_to(last.index, last.term)
             if self.role == LEADER:
                 self._progress_of(self.id).match = self.log.stable_last
                 self._maybe_commit()
-        if ready.committed:
-            self.log.applying_to(ready.committed[-1].index, self._keep_from())
 
     # -- handlers ----------------------------------------------------------
 
@@ -393,7 +399,7 @@ class RaftCore:
         return HardState(term=self.term, vote=self.vote)
 
     def _hard_state_changed(self) -> bool:
-        return (self.term, self.vote) != (self._persisted.term, self._persisted.vote)
+        return (self.term, self.vote) != (self._handed.term, self._handed.vote)
 
     def _random_timeout(self) -> int:
         return self.config.election_ticks + self._rng.randrange(self.config.election_ticks)

@@ -4,18 +4,20 @@ The shell around L{RaftCore}: it moves Ready batches to disk, to peers and
 to the state machine, and turns a proposal into a Deferred that fires with
 the state machine's result for that entry.
 
-Order for each Ready (etcd-io/raft's contract, with one pipelining step):
+Order for each Ready (etcd-io/raft's contract, with pipelining):
 
   1. hand C{committed} to the apply worker: those entries were made durable
      by an earlier Ready, so applying them may overlap with step 2;
-  2. persist C{hard_state} then C{entries}, with one fsync for the whole
-     batch (group commit), on the log worker thread;
-  3. send C{messages} (a vote or an acknowledgement only leaves once the
-     state it promises is on disk);
-  4. C{advance()}, then look for the next Ready.
+  2. persist C{hard_state} then C{entries} on the log thread
+     (L{LogWriter}: every Ready queued while the previous fsync ran shares
+     the next one, which is the group commit);
+  3. once that Ready and all before it are durable, send C{messages} (a
+     vote or an acknowledgement only leaves once what it promises is on
+     disk);
+  4. C{advance()}.
 
-While step 2 runs, new proposals accumulate in the core and share the next
-fsync: that is the group commit.  A failed write or fsync stops the write
+Readies are taken from the core as soon as it has them, so the core keeps
+working while writes are queued.  A failed write or fsync stops the write
 path for good (after fsyncgate, a failed fsync cannot be retried safely):
 every waiting and later proposal fails with L{StorageFailed}.
 """
@@ -33,6 +35,7 @@ from stalwart.logs import observer
 from stalwart.cluster.raft.core import LEADER, NotLeader, RaftCore
 from stalwart.cluster.raft.messages import Entry, Ready, encode_entry_payload
 from stalwart.cluster.raft.segments.format import Record
+from stalwart.cluster.raft.writer import LogWriter
 
 __all__ = ["RaftDriver", "StorageFailed", "ProposalDropped", "Stopping"]
 
@@ -63,6 +66,7 @@ class RaftDriver:
         apply_worker: Callable[..., Deferred],
         send: Optional[Callable] = None,
         tick_seconds: float = 0.1,
+        call_from_thread: Optional[Callable[..., None]] = None,
     ) -> None:
         """
         @param log_worker: C{log_worker(f, *args)} runs C{f} on the log
@@ -70,6 +74,9 @@ class RaftDriver:
         @param apply_worker: the same, for the state machine's thread.
         @param state_machine: has C{apply(entries) -> list of results}.
         @param send: delivers a message to a peer (None: no peers).
+        @param call_from_thread: schedules a call on the reactor thread
+            (C{reactor.callFromThread}); by default a direct call, for
+            synchronous workers.
         """
         self.core = core
         self._segments = segment_log
@@ -83,7 +90,10 @@ class RaftDriver:
         self._ticker.clock = clock
         self._tick_seconds = tick_seconds
         self._waiting: Dict[int, Tuple[int, Deferred]] = {}
-        self._persisting: Optional[Deferred] = None
+        self._writer = LogWriter(self._persist, log_worker, call_from_thread or (lambda f, *a: f(*a)))
+        self._writes_queued = 0
+        self._pump_call = None
+        self._idle_waiters: List[Deferred] = []
         self._applying: Optional[Deferred] = None
         self._apply_queue: List[Tuple[Entry, ...]] = []
         self._failure: Optional[Exception] = None
@@ -102,25 +112,26 @@ class RaftDriver:
         self._pump()
 
     def stop(self) -> Deferred:
-        """Stop taking proposals; fire once the current write and every queued apply are done."""
+        """Stop taking proposals; fire once queued writes and applies are done."""
         self._stopping = True
         if self._ticker.running:
             self._ticker.stop()
         d = Deferred()
-
-        def check(_=None):
-            if self._persisting is not None:
-                self._persisting.addBoth(lambda r: (self._clock.callLater(0, check), r)[1])
-            elif self._applying is not None:
-                self._applying.addBoth(lambda r: (self._clock.callLater(0, check), r)[1])
-            else:
-                for term, waiter in list(self._waiting.values()):
-                    waiter.errback(Stopping("server is stopping"))
-                self._waiting.clear()
-                d.callback(None)
-
-        check()
+        self._idle_waiters.append(d)
+        self._check_idle()
         return d
+
+    def _check_idle(self) -> None:
+        if not self._stopping or self._writes_queued or self._applying is not None:
+            return
+        if self.core.has_ready() and self._failure is None:
+            return  # committed entries still to hand to the state machine
+        for term, waiter in list(self._waiting.values()):
+            waiter.errback(Stopping("server is stopping"))
+        self._waiting.clear()
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     # -- inputs ------------------------------------------------------------
 
@@ -136,12 +147,12 @@ class RaftDriver:
             return fail(e)
         d = Deferred()
         self._waiting[entry.index] = (entry.term, d)
-        self._pump()
+        self._pump_soon()
         return d
 
     def step(self, message) -> None:
         self.core.step(message)
-        self._pump()
+        self._pump_soon()
 
     def wait_applied(self, index: int) -> Deferred:
         """Fires once the state machine has applied C{index}."""
@@ -172,35 +183,58 @@ class RaftDriver:
         self.core.tick()
         self._pump()
 
+    def _pump_soon(self) -> None:
+        """
+        With nothing being written, act now: the lowest latency for a lone
+        writer.  Otherwise look for work at the end of this reactor turn, so
+        that everything proposed or received in the same turn goes into one
+        Ready (the log thread is busy anyway).
+        """
+        if not self._writes_queued:
+            self._pump()
+        elif self._pump_call is None:
+            self._pump_call = self._clock.callLater(0, self._pump)
+
     def _pump(self) -> None:
-        while self._persisting is None and self._failure is None and self.core.has_ready():
+        if self._pump_call is not None:
+            if self._pump_call.active():
+                self._pump_call.cancel()
+            self._pump_call = None
+        while self._failure is None and self.core.has_ready():
             ready = self.core.ready()
             if ready.committed:
                 self._enqueue_apply(ready.committed)
-            if ready.hard_state is None and not ready.entries:
+            if ready.hard_state is None and not ready.entries and not (ready.messages and self._writes_queued):
                 self._finish(ready)
                 continue
-            self._persisting = self._log_worker(self._persist, ready.hard_state, ready.entries)
-            self._persisting.addCallbacks(lambda _, r=ready: self._persisted(r), self._storage_failed)
-            return
+            # Messages wait for every earlier write: an acknowledgement
+            # must not overtake the entries it acknowledges.
+            self._writes_queued += 1
+            self._writer.submit(ready).addCallbacks(self._persisted, self._storage_failed)
+        self._check_idle()
 
-    def _persist(self, hard_state, entries) -> None:
-        """Runs on the log thread."""
-        if hard_state is not None:
-            self._hard_state_file.save(hard_state)
-        if entries:
-            first = entries[0].index
-            if first <= self._segments.last_index:
-                self._segments.truncate_suffix(first)
-            self._segments.append(
-                [Record(term=e.term, index=e.index, payload=encode_entry_payload(e)) for e in entries]
-            )
+    def _persist(self, readies) -> None:
+        """Runs on the log thread: every queued Ready, one fsync."""
+        wrote = False
+        for ready in readies:
+            if ready.hard_state is not None:
+                self._hard_state_file.save(ready.hard_state)
+            entries = ready.entries
+            if entries:
+                first = entries[0].index
+                if first <= self._segments.last_index:
+                    self._segments.truncate_suffix(first)
+                self._segments.append(
+                    [Record(term=e.term, index=e.index, payload=encode_entry_payload(e)) for e in entries]
+                )
+                wrote = True
+        if wrote:
             self._segments.sync()
 
     def _persisted(self, ready: Ready) -> None:
-        self._persisting = None
+        self._writes_queued -= 1
         self._finish(ready)
-        self._pump()
+        self._pump_soon()
 
     def _finish(self, ready: Ready) -> None:
         if self._send is not None:
@@ -209,7 +243,13 @@ class RaftDriver:
         self.core.advance(ready)
 
     def _storage_failed(self, failure) -> None:
-        self._persisting = None
+        self._writes_queued -= 1
+        self._fail(failure)
+
+    def _fail(self, failure) -> None:
+        if self._failure is not None:
+            self._check_idle()
+            return
         self._failure = failure.value
         self.log.critical(
             "raft log write failed, refusing further writes: {error}", error=failure.value
@@ -217,6 +257,7 @@ class RaftDriver:
         for term, waiter in list(self._waiting.values()):
             waiter.errback(StorageFailed(str(failure.value)))
         self._waiting.clear()
+        self._check_idle()
 
     # -- applying ----------------------------------------------------------
 
@@ -228,6 +269,7 @@ class RaftDriver:
     def _apply_next(self) -> None:
         if not self._apply_queue:
             self._applying = None
+            self._check_idle()
             return
         # Everything queued goes into one state machine transaction.
         batch = tuple(e for entries in self._apply_queue for e in entries)
@@ -259,4 +301,4 @@ class RaftDriver:
         # The state machine catches per-entry errors itself; reaching here
         # means the database is unusable (disk full, I/O error).
         self._applying = None
-        self._storage_failed(failure)
+        self._fail(failure)

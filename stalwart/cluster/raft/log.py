@@ -5,9 +5,13 @@ only) plus the recent entries it still holds in memory.
 
 Raft section 5.3.  Indexes used here:
 
-    first stable ... stable_last | unstable_from ... last_index
-                     <------------ in memory ---------------->
+    first stable ... stable_last | unstable_from ... handed ... last_index
+                     <------------ in memory --------------------->
     applying <= committed <= last_index
+
+Entries up to C{handed} have been given to the driver to write (several
+writes may be queued at once); they become stable when it reports them
+durable.
 
 The core never reads files: terms of stable entries come from the segment
 log's in-memory index (C{term_of}), payloads that are not in memory are the
@@ -47,6 +51,7 @@ class RaftLog:
             self._mem[-1].index == stable_last and self._mem_first == applied + 1
         ), "tail must be exactly the entries after applied"
         self.unstable_from = stable_last + 1
+        self.handed = stable_last
         self.committed = applied
         self.applying = applied
 
@@ -94,9 +99,15 @@ class RaftLog:
         return out
 
     def unstable_entries(self) -> List[Entry]:
-        if self.unstable_from > self.last_index:
+        """Entries not yet handed to the driver for writing."""
+        first = max(self.unstable_from, self.handed + 1)
+        if first > self.last_index:
             return []
-        return self._mem[self.unstable_from - self._mem_first :]
+        return self._mem[first - self._mem_first :]
+
+    def hand_to(self, index: int) -> None:
+        """Entries up to C{index} are queued for writing."""
+        self.handed = max(self.handed, index)
 
     def next_committed(self) -> List[Entry]:
         """Committed, stable entries not yet handed to the state machine."""
@@ -124,6 +135,7 @@ class RaftLog:
                 self._mem = []
             self.stable_last = min(self.stable_last, first - 1)
             self.unstable_from = min(self.unstable_from, first)
+            self.handed = min(self.handed, first - 1)
         if not self._mem:
             self._mem_first = first
         self._mem.extend(entries)

@@ -136,6 +136,34 @@ class DriverTests(SynchronousTestCase):
         self.failureResultOf(driver.propose(b"y"), StorageFailed)
         self.assertFalse(driver.is_leader)
 
+    def test_apply_failure_stops_writes(self) -> None:
+        """A state machine that cannot write (disk full) fails the proposal and refuses later ones."""
+
+        class Broken(CountingStateMachine):
+            def apply(self, entries):
+                if any(e.data for e in entries):
+                    raise OSError(28, "No space left on device")
+                return super().apply(entries)
+
+        driver, _, clock = open_driver(MemoryFileSystem(), Broken())
+        self.failureResultOf(driver.propose(b"x"), StorageFailed)
+        self.failureResultOf(driver.propose(b"y"), StorageFailed)
+        self.successResultOf(driver.stop())
+
+    def test_readies_queued_share_one_fsync(self) -> None:
+        """Every Ready queued while the log thread is busy is written with a single fsync."""
+        log_worker = ManualWorker()
+        driver, segments, clock = open_driver(MemoryFileSystem(), CountingStateMachine(), log_worker=log_worker)
+        log_worker.run_all()
+        results = [driver.propose(b"a")]
+        for i in range(5):
+            results.append(driver.propose(b"%d" % i))
+            clock.advance(0)  # one Ready per reactor turn
+        before = segments.syncs
+        log_worker.run_all()
+        self.assertEqual(segments.syncs - before, 1)
+        self.assertEqual(len([self.successResultOf(d) for d in results]), 6)
+
     def test_stop_waits_for_write(self) -> None:
         """Stopping waits for the write in progress; proposals after that are refused."""
         log_worker = ManualWorker()
