@@ -17,6 +17,7 @@ then the database closes.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable, Iterable, Optional
 
 from twisted.application.service import MultiService
@@ -66,9 +67,18 @@ class StalwartService(MultiService):
     def _guard(self, start: Callable[[], None]) -> None:
         try:
             start()
-        except _STARTUP_ERRORS as e:
-            if self.exit_on_error:
-                raise SystemExit(f"stalwart-jmap: error: {e}") from None
+        except BaseException as e:
+            # Children that did start own threads and files: stop them, or
+            # their worker threads keep the process alive after the error.
+            for child in reversed(list(self)):
+                if child.running:
+                    child.stopService()
+            self.running = 0
+            if self.exit_on_error and isinstance(e, _STARTUP_ERRORS):
+                # twistd has redirected sys.stderr into the log by now: say
+                # it on the real stderr, where the operator is looking.
+                print(f"stalwart-jmap: error: {e}", file=sys.__stderr__, flush=True)
+                raise SystemExit(1) from None
             raise
 
     def privilegedStartService(self) -> None:
