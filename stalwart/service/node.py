@@ -103,4 +103,6 @@ class Node:
                 state=session["state"],
             )
 
-        return self.session_for(principal).addCallback(build)
+        d = self.raft.driver.read_barrier()
+        d.addCallback(lambda _: self.session_for(principal))
+        return d.addCallback(build)

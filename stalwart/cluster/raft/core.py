@@ -102,6 +102,10 @@ class RaftCore:
         self.learners = frozenset(learners)
         self.role = FOLLOWER
         self.leader: Optional[str] = None
+        #: Index of the no-op this node appended on becoming leader: until
+        #: it is applied, local state may lack entries committed by earlier
+        #: leaders (Raft 8, read-only operations).
+        self.term_start = 0
         self._rng = rng
         self._handed = hard_state
         self._messages: List[Message] = []
@@ -324,6 +328,7 @@ class RaftCore:
             for peer in self._peers(self.voters | self.learners)
         }
         self._progress[self.id] = _Progress(match=self.log.stable_last, next=next_index)
+        self.term_start = next_index
         # Raft 8: a no-op of our own term lets us commit earlier entries.
         self._append_as_leader(
             [Entry(term=self.term, index=next_index, data=b"", kind=ENTRY_NOOP)]

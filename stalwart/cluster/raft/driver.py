@@ -165,9 +165,13 @@ class RaftDriver:
     def read_barrier(self) -> Deferred:
         """
         Fires when local state reflects everything committed so far: what a
-        read must wait for after a restart or on a lagging node.
+        read must wait for after a restart or on a lagging node.  A new
+        leader first waits for the no-op of its term (Raft 8).
         """
-        return self.wait_applied(self.core.log.committed)
+        target = self.core.log.committed
+        if self.core.role == LEADER:
+            target = max(target, self.core.term_start)
+        return self.wait_applied(target)
 
     def on_applied(self, listener: Callable[[Entry, object], None]) -> None:
         """Call C{listener(entry, result)} for every applied entry, in log order."""

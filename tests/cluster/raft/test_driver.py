@@ -182,6 +182,10 @@ class DriverTests(SynchronousTestCase):
         """A read barrier fires once everything committed so far is applied."""
         apply_worker = ManualWorker()
         driver, _, _ = open_driver(MemoryFileSystem(), CountingStateMachine(), apply_worker=apply_worker)
+        barrier = driver.read_barrier()  # the new term's no-op is not applied yet
+        self.assertNoResult(barrier)
+        apply_worker.run_all()
+        self.assertEqual(self.successResultOf(barrier), 1)
         driver.propose(b"x")
         barrier = driver.read_barrier()
         self.assertNoResult(barrier)
