@@ -17,15 +17,11 @@ from twisted.trial.unittest import TestCase
 
 from tests.integration.server import ServerTestMixin, check_one_line, free_port
 
-__all__ = ["FailedStartMixin", "STDERR_TODO"]
+__all__ = ["FailedStartMixin"]
 
 EXIT_SECONDS_MAX = 8.0
 """A refused start must end within this time (Python and Twisted start in about one second)."""
 
-STDERR_TODO = (
-    "stalwart/service/maker.py: StalwartService._guard raises SystemExit after twistd has "
-    "redirected sys.stderr to the log, so the one-line message lands in the log file, not on stderr"
-)
 
 
 class FailedStartMixin(ServerTestMixin):
@@ -74,5 +70,3 @@ class StartupErrorTests(FailedStartMixin, TestCase):
         holder.listen(1)
         port = holder.getsockname()[1]
         return self.assertRefusedStart([], "jmap-port", str(port), port=port)
-
-    test_port_in_use.todo = STDERR_TODO  # type: ignore[attr-defined]
