@@ -16,6 +16,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.static import File
 
+from stalwart.cluster.raft.core import NotLeader
+from stalwart.cluster.raft.driver import ProposalDropped, Stopping, StorageFailed
 from stalwart.jmap.errors import RequestError
 from stalwart.jmap.http import HttpError, client_address, run_async, send_json
 from stalwart.jmap.methods.blob import UPLOAD_COMMAND
@@ -55,10 +57,35 @@ class SessionEndpoint(_Endpoint):
         return run_async(request, handle)
 
 
+class _InFlight:
+    """Requests in progress per account, for maxConcurrentRequests and maxConcurrentUpload (RFC 8620 2)."""
+
+    def __init__(self, limit_name: str, limit: int) -> None:
+        self._limit_name = limit_name
+        self._limit = limit
+        self._counts: Dict[str, int] = {}
+
+    def enter(self, account: str) -> None:
+        if self._counts.get(account, 0) >= self._limit:
+            raise RequestError.limit(self._limit_name, f"at most {self._limit} requests at once")
+        self._counts[account] = self._counts.get(account, 0) + 1
+
+    def leave(self, account: str) -> None:
+        self._counts[account] -= 1
+        if not self._counts[account]:
+            del self._counts[account]
+
+
+def _unavailable(failure):
+    """The write path is not available here now (no leader, stopping, failed disk): 503, retry."""
+    failure.trap(NotLeader, ProposalDropped, Stopping, StorageFailed)
+    raise HttpError(503, "the server cannot take writes right now; retry", headers={b"retry-after": b"1"})
+
+
 class ApiEndpoint(_Endpoint):
     def __init__(self, node) -> None:
         super().__init__(node)
-        self._in_flight: Dict[str, int] = {}
+        self._in_flight = _InFlight("maxConcurrentRequests", node.config.max_concurrent_requests)
 
     def render_POST(self, request):
         @inlineCallbacks
@@ -69,9 +96,7 @@ class ApiEndpoint(_Endpoint):
             if len(body) > config.max_size_request:
                 raise RequestError.limit("maxSizeRequest", f"request body over {config.max_size_request} bytes")
             account = principal.account_id
-            if self._in_flight.get(account, 0) >= config.max_concurrent_requests:
-                raise RequestError.limit("maxConcurrentRequests", f"at most {config.max_concurrent_requests} requests at once")
-            self._in_flight[account] = self._in_flight.get(account, 0) + 1
+            self._in_flight.enter(account)
             try:
                 args = (body, self.node.capability_uris(), config.max_calls_in_request)
                 if len(body) > INLINE_PARSE_BYTES_MAX:
@@ -81,9 +106,7 @@ class ApiEndpoint(_Endpoint):
                 context = yield self.node.request_context(principal)
                 response = yield self.node.dispatcher.process(jmap_request, context)
             finally:
-                self._in_flight[account] -= 1
-                if not self._in_flight[account]:
-                    del self._in_flight[account]
+                self._in_flight.leave(account)
             send_json(request, 200, response)
 
         return run_async(request, handle)
@@ -92,34 +115,47 @@ class ApiEndpoint(_Endpoint):
 class UploadEndpoint(_Endpoint):
     """POST /jmap/upload/{accountId}/ (RFC 8620 6.1)."""
 
+    def __init__(self, node) -> None:
+        super().__init__(node)
+        # Each upload holds its bytes in memory until written to the log.
+        self._in_flight = _InFlight("maxConcurrentUpload", node.config.max_concurrent_requests)
+
     def render_POST(self, request):
         @inlineCallbacks
         def handle():
             principal = yield self.authenticate(request)
             if len(request.postpath) < 1 or request.postpath[0].decode("utf-8", "replace") != principal.account_id:
                 raise HttpError(404, "no such account for this user", "urn:ietf:params:jmap:error:accountNotFound")
-            limit = self.node.config.max_size_upload
-            content_type = (request.getHeader(b"content-type") or b"application/octet-stream").decode("latin-1").strip()
-            if len(content_type) > 255:
-                raise HttpError(400, "content type too long")
-            args = {"account": principal.account_id, "type": content_type, "now": self.node.now()}
-
-            def read_and_encode():
-                data = request.content.read(limit + 1)
-                if len(data) > limit:
-                    return None
-                return encode_command(Command(kind=UPLOAD_COMMAND, args=args, body=data))
-
-            payload = yield self.node.cpu_worker(read_and_encode)
-            if payload is None:
-                raise HttpError(413, f"upload over {limit} bytes", "urn:ietf:params:jmap:error:limit", limit="maxSizeUpload")
-            result = yield self.node.propose_bytes(payload)
-            if isinstance(result, Refused):
-                status = 403 if result.code == "overQuota" else 400
-                raise HttpError(status, result.detail, f"urn:ietf:params:jmap:error:{result.code}")
-            send_json(request, 201, result)
+            self._in_flight.enter(principal.account_id)
+            try:
+                yield self._upload(request, principal)
+            finally:
+                self._in_flight.leave(principal.account_id)
 
         return run_async(request, handle)
+
+    @inlineCallbacks
+    def _upload(self, request, principal):
+        limit = self.node.config.max_size_upload
+        content_type = (request.getHeader(b"content-type") or b"application/octet-stream").decode("latin-1").strip()
+        if len(content_type) > 255:
+            raise HttpError(400, "content type too long")
+        args = {"account": principal.account_id, "type": content_type, "now": self.node.now()}
+
+        def read_and_encode():
+            data = request.content.read(limit + 1)
+            if len(data) > limit:
+                return None
+            return encode_command(Command(kind=UPLOAD_COMMAND, args=args, body=data))
+
+        payload = yield self.node.cpu_worker(read_and_encode)
+        if payload is None:
+            raise HttpError(413, f"upload over {limit} bytes", "urn:ietf:params:jmap:error:limit", limit="maxSizeUpload")
+        result = yield self.node.propose_bytes(payload).addErrback(_unavailable)
+        if isinstance(result, Refused):
+            status = 403 if result.code == "overQuota" else 400
+            raise HttpError(status, result.detail, f"urn:ietf:params:jmap:error:{result.code}")
+        send_json(request, 201, result)
 
 
 class DownloadEndpoint(_Endpoint):

@@ -109,6 +109,7 @@ def build_service(
     """
     if reactor is None:
         from twisted.internet import reactor
+    object_types = list(object_types)
     logs.set_level(config.log_level)
     methods = {"Core/echo": Echo(), "Blob/copy": BlobCopy()}
     writes = {"Blob/copy": apply_blob_copy}
@@ -141,7 +142,10 @@ def build_service(
             return store.reader.run(fn, *args)
 
     authenticator = Authenticator(_LazyReader(), cpu_worker, reactor, secret=urandom(32))
-    node = Node(config, reactor, store, raft, authenticator, Dispatcher(methods), cpu_worker, urandom)
+    node = Node(
+        config, reactor, store, raft, authenticator, Dispatcher(methods), cpu_worker, urandom,
+        capabilities=[t.capability for t in object_types],
+    )
     top.node = node
     root = JmapRoot(node)
     root.putChild(b"admin", AdminApi(node))

@@ -7,7 +7,7 @@ reader, the write path, authentication, the dispatcher, the limits.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterable
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -27,7 +27,8 @@ def utc_date(seconds: float) -> str:
 
 
 class Node:
-    def __init__(self, config, clock, store, raft, authenticator, dispatcher, cpu_worker: Callable[..., Deferred], urandom: Callable[[int], bytes]) -> None:
+    def __init__(self, config, clock, store, raft, authenticator, dispatcher, cpu_worker: Callable[..., Deferred], urandom: Callable[[int], bytes], capabilities: Iterable[str] = ()) -> None:
+        """@param capabilities: URIs of the data types served, besides core."""
         self.config = config
         self.clock = clock
         self.store = store
@@ -53,6 +54,8 @@ class Node:
                 max_objects_in_set=config.max_objects_in_set,
             )
         }
+        for uri in capabilities:
+            self.capabilities.setdefault(uri, {})
 
     @property
     def reader(self):
