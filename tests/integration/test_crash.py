@@ -103,7 +103,9 @@ class CrashTests(FailedStartMixin, TestCase):
         node takes new writes with the next id.
         """
         client = http_client()
-        server = yield self.start_server(client=client)
+        # Above the per-account limit on concurrent uploads, so that every
+        # upload of the burst is a real write rather than a quick refusal.
+        server = yield self.start_server(client=client, arguments=["--max-concurrent-requests=64"])
         owner_id = yield self._create_owner(client, server.url)
 
         rng = random.Random(20240611)
