@@ -19,6 +19,8 @@ from stalwart.store.commands import Command, encode_command
 
 __all__ = ["Node", "utc_date"]
 
+SESSIONS_CACHED_MAX = 10000
+
 
 def utc_date(seconds: float) -> str:
     """RFC 8620 1.4 UTCDate, to the second."""
@@ -56,6 +58,10 @@ class Node:
         }
         for uri in capabilities:
             self.capabilities.setdefault(uri, {})
+        self._now = (None, "")
+        #: Session objects by principal: they depend only on it and the
+        #: configuration, and building one costs a JSON dump and a hash.
+        self._sessions: Dict[Principal, Dict[str, Any]] = {}
 
     @property
     def reader(self):
@@ -66,7 +72,10 @@ class Node:
         return self.store.blobs
 
     def now(self) -> str:
-        return utc_date(self.clock.seconds())
+        second = int(self.clock.seconds())
+        if second != self._now[0]:
+            self._now = (second, utc_date(second))
+        return self._now[1]
 
     def propose(self, command: Command) -> Deferred:
         return self.propose_bytes(encode_command(command))
@@ -78,12 +87,20 @@ class Node:
         return self.capabilities.keys()
 
     def session_for(self, principal: Principal) -> Deferred:
+        session = self._sessions.get(principal)
+        if session is None:
+            if len(self._sessions) >= SESSIONS_CACHED_MAX:
+                self._sessions.pop(next(iter(self._sessions)))
+            session = self._sessions[principal] = self._build_session(principal)
+        return succeed(session)
+
+    def _build_session(self, principal: Principal) -> Dict[str, Any]:
         base = self.config.jmap_url.rstrip("/")
         account = AccountInfo(
             id=principal.account_id, name=principal.name, is_personal=True, is_read_only=False,
             account_capabilities={uri: {} for uri in self.capabilities if uri != CORE},
         )
-        session = session_object(
+        return session_object(
             username=principal.name,
             accounts=[account],
             capabilities=self.capabilities,
@@ -92,7 +109,6 @@ class Node:
             upload_url=f"{base}/jmap/upload/{{accountId}}/",
             event_source_url=f"{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}",
         )
-        return succeed(session)
 
     def request_context(self, principal: Principal) -> Deferred:
         def build(session: Dict[str, Any]) -> RequestContext:

@@ -4,10 +4,12 @@ The state machine: applies committed log entries to state.db, in order,
 exactly once.
 
 One call to L{StateMachine.apply} is one SQLite transaction covering a
-batch of entries and the new C{last_applied}.  Each entry runs inside a
-savepoint: a deterministic refusal (L{Refused}) or a bug in a handler
-(TypeError, KeyError...) rolls back that entry alone and becomes its
-result, the same on every node.  Errors of this node's own environment
+batch of entries and the new C{last_applied}.  A deterministic refusal
+(L{Refused}) or a bug in a handler (TypeError, KeyError...) rolls back
+that entry alone and becomes its result, the same on every node.  Entries
+are first applied without savepoints (two statements fewer each); only
+when one of them is refused is the batch rolled back and applied again
+with a savepoint around each entry.  Errors of this node's own environment
 (SQLite I/O errors, a full disk) are raised instead: skipping the entry
 here while other nodes apply it would make replicas diverge.
 """
@@ -46,6 +48,10 @@ Handler = Callable[[ApplyContext], Any]
 _LOCAL_ERRORS = (sqlite3.OperationalError, sqlite3.DatabaseError, OSError, MemoryError)
 
 
+class _Isolate(Exception):
+    """An entry must be undone alone: apply the batch again with savepoints."""
+
+
 class StateMachine:
     log = Logger(observer=observer)
 
@@ -67,7 +73,12 @@ class StateMachine:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = [self._apply_one(entry) for entry in entries]
+            try:
+                results = [self._apply_one(entry, isolate=False) for entry in entries]
+            except _Isolate:
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                results = [self._apply_one(entry, isolate=True) for entry in entries]
             conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'last_applied'", (entries[-1].index,)
             )
@@ -78,7 +89,7 @@ class StateMachine:
         self.last_applied = entries[-1].index
         return results
 
-    def _apply_one(self, entry: Entry) -> Any:
+    def _apply_one(self, entry: Entry, isolate: bool) -> Any:
         if entry.kind == ENTRY_NOOP:
             return None
         try:
@@ -89,9 +100,17 @@ class StateMachine:
         if handler is None:
             return Refused("unknownCommand", f"entry {entry.index}: no handler for {command.kind!r}")
         conn = self._conn
+        context = ApplyContext(tx=conn, blobs=self.blobs, index=entry.index, command=command)
+        if not isolate:
+            try:
+                return handler(context)
+            except _LOCAL_ERRORS:
+                raise
+            except Exception:
+                raise _Isolate() from None
         conn.execute("SAVEPOINT entry")
         try:
-            result = handler(ApplyContext(tx=conn, blobs=self.blobs, index=entry.index, command=command))
+            result = handler(context)
         except Refused as refusal:
             conn.execute("ROLLBACK TO entry")
             conn.execute("RELEASE entry")
