@@ -5,8 +5,10 @@ password, or a Bearer token (RFC 6750) issued through the admin API.
 
 scrypt is deliberately slow, so verification runs on a thread, and a
 successful check is remembered (keyed by a digest of the password under a
-per-process secret, never the password itself) until the stored hash
-changes.  Failures are counted per client address; past the limit the
+per-process secret, never the password itself) together with the account
+it proved, as are checked bearer tokens.  The memory is dropped whenever an
+account or token changes (L{Authenticator.accounts_changed}), so a request
+with known credentials costs no database read.  Failures are counted per client address; past the limit the
 client must wait (HTTP 429 with Retry-After) even with the right password,
 which is what stops guessing.
 """
@@ -67,9 +69,22 @@ class Authenticator:
         self._verify = verify_worker
         self._clock = clock
         self._secret = secret
-        self._limiter = limiter or FailureLimiter()
-        self._cache: Dict[Tuple[str, bytes], str] = {}
+        self._limiter = limiter if limiter is not None else FailureLimiter()  # (an empty limiter is falsy)
+        self._cache: Dict[Tuple[str, bytes], Principal] = {}
         self._cache_max = cache_max
+        self._generation = 0
+
+    def accounts_changed(self) -> None:
+        """An account, password or token changed: forget what was checked."""
+        self._cache.clear()
+        self._generation += 1
+
+    def _remember(self, key, principal: Principal, generation: int) -> None:
+        if generation != self._generation:
+            return  # checked against data that has changed since
+        if len(self._cache) >= self._cache_max:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = principal
 
     @inlineCallbacks
     def authenticate(self, authorization: Optional[bytes], client: str):
@@ -85,18 +100,29 @@ class Authenticator:
             raise Unauthorized(str(e))
         if credentials is None:
             raise Unauthorized("authentication required")
-        principal = None
         if isinstance(credentials, Basic):
-            principal = yield self._check_password(credentials.username, credentials.password)
-        elif isinstance(credentials, Bearer):
-            row = yield self._reader.run(find_by_token, token_digest(credentials.token))
-            if row is not None:
-                principal = Principal(account_id=row[0], name=row[1])
+            key = (credentials.username, self._digest(credentials.password))
+        else:
+            key = ("", token_digest(credentials.token).encode())
+        principal = self._cache.get(key)
+        if principal is None:
+            generation = self._generation
+            if isinstance(credentials, Basic):
+                principal = yield self._check_password(credentials.username, credentials.password)
+            else:
+                row = yield self._reader.run(find_by_token, key[1].decode())
+                if row is not None:
+                    principal = Principal(account_id=row[0], name=row[1])
+            if principal is not None:
+                self._remember(key, principal, generation)
         if principal is None:
             self._limiter.record_failure(client, self._clock.seconds())
             raise Unauthorized("wrong credentials")
         self._limiter.record_success(client, self._clock.seconds())
         returnValue(principal)
+
+    def _digest(self, password: str) -> bytes:
+        return hmac.new(self._secret, password.encode("utf-8"), hashlib.sha256).digest()
 
     @inlineCallbacks
     def _check_password(self, login: str, password: str):
@@ -104,12 +130,5 @@ class Authenticator:
         if row is None:
             returnValue(None)
         account_id, name, stored = row
-        key = (name, hmac.new(self._secret, password.encode("utf-8"), hashlib.sha256).digest())
-        if self._cache.get(key) != stored:
-            ok = yield self._verify(verify_password, password, stored)
-            if not ok:
-                returnValue(None)
-            if len(self._cache) >= self._cache_max:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = stored
-        returnValue(Principal(account_id=account_id, name=name))
+        ok = yield self._verify(verify_password, password, stored)
+        returnValue(Principal(account_id=account_id, name=name) if ok else None)

@@ -44,6 +44,10 @@ from stalwart.service.raft import RaftService
 from stalwart.service.store import StoreService, synchronous_worker
 from stalwart.service.web import JmapWebService, make_site
 from stalwart.store import accounts
+from stalwart.store.commands import command_kind
+
+#: Kinds of commands that change who may log in, and how.
+ACCOUNT_COMMANDS = ("account.", "token.")
 
 __all__ = ["Options", "makeService", "build_service", "StalwartService"]
 
@@ -86,6 +90,14 @@ class StalwartService(MultiService):
 
     def startService(self) -> None:
         self._guard(super().startService)
+        if self.node is not None:
+            authenticator = self.node.authenticator
+
+            def applied(entry, result) -> None:
+                if command_kind(entry.data).startswith(ACCOUNT_COMMANDS):
+                    authenticator.accounts_changed()
+
+            self.node.raft.driver.on_applied(applied)
 
 
 def _account_handler(function):

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import attrs
 
-__all__ = ["Command", "encode_command", "decode_command", "BadCommand"]
+__all__ = ["Command", "encode_command", "decode_command", "command_kind", "BadCommand"]
 
 VERSION = 1
 _HEADER = struct.Struct(">BI")
@@ -69,3 +69,15 @@ def decode_command(payload: bytes) -> Command:
     if not isinstance(kind, str) or not isinstance(args, dict):
         raise BadCommand("command header has the wrong shape")
     return Command(kind=kind, args=args, body=bytes(payload[end:]))
+
+
+def command_kind(payload: bytes) -> str:
+    """The kind of an encoded command, reading only its header; "" if undecodable."""
+    if len(payload) < _HEADER.size or payload[0] != VERSION:
+        return ""
+    (length,) = struct.unpack_from(">I", payload, 1)
+    try:
+        kind = json.loads(payload[_HEADER.size : _HEADER.size + length].decode("utf-8")).get("kind")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return ""
+    return kind if isinstance(kind, str) else ""
