@@ -30,3 +30,11 @@ class CommandCodecTests(SynchronousTestCase):
                         b"\x01\x00\x00\x00\x02[]", b'\x01\x00\x00\x00\x0e{"kind":1,"a"}'):
             with self.assertRaises(BadCommand, msg=repr(payload)):
                 decode_command(payload)
+
+    def test_command_kind(self) -> None:
+        """command_kind reads the kind from the header alone, and "" for anything undecodable."""
+        from stalwart.store.commands import command_kind
+
+        self.assertEqual(command_kind(encode_command(Command(kind="account.create", body=b"x" * 1000))), "account.create")
+        for payload in (b"", b"\x02\x00\x00\x00\x02{}", b"\x01\x00\x00\x00\x02[]", b"\x01\x00\x00\x00\x02{}"):
+            self.assertEqual(command_kind(payload), "")
