@@ -141,11 +141,61 @@ def _peak_rss_kib(pid):
     return None
 
 
+_WRK_SCRIPT = """
+wrk.method = "{method}"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Basic {auth}"
+"""
+
+
+def _wrk_ms(text):
+    value = float(text.rstrip("umsµ"))
+    return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
+
+
+def load_wrk(url, kind, clients, seconds, directory):
+    """
+    The same load from wrk, a C load generator: a Python client on the
+    same two cores measures itself as much as the server.
+    """
+    auth = base64.b64encode(f"bench:{PASSWORD}".encode()).decode()
+    if kind == "echo":
+        method, path = "POST", "/jmap/api"
+        body = json.dumps({"using": ["urn:ietf:params:jmap:core"],
+                           "methodCalls": [["Core/echo", {"hello": "world"}, "c1"]]})
+    else:
+        method, path, body = "GET", "/.well-known/jmap", ""
+    script = os.path.join(directory, f"{kind}.lua")
+    with open(script, "w") as f:
+        f.write(_WRK_SCRIPT.format(method=method, body=body, auth=auth))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{clients}", f"-d{max(1, int(seconds))}s", "--latency", "-s", script, url + path],
+        check=True, capture_output=True, text=True).stdout
+    fields = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("50%", "99%"):
+            fields[words[0]] = _wrk_ms(words[1])
+        elif line.startswith("Requests/sec:"):
+            fields["rate"] = float(words[1])
+        elif "requests in" in line:
+            fields["requests"] = int(words[0])
+        elif line.strip().startswith("Non-2xx"):
+            fields["errors"] = int(words[-1])
+    return {"kind": kind, "clients": clients, "requests": fields.get("requests", 0),
+            "errors": fields.get("errors", 0), "requests_per_s": fields.get("rate", 0.0),
+            "p50_ms": fields.get("50%", float("nan")), "p99_ms": fields.get("99%", float("nan")),
+            "first_error": None, "client": "wrk"}
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "read_path.json"))
+    parser.add_argument("--python-client", action="store_true",
+                        help="load with the treq client even when wrk is installed")
     parser.add_argument("--load", nargs=4, metavar=("URL", "KIND", "CLIENTS", "SECONDS"), help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.load:
@@ -171,6 +221,9 @@ def main(argv):
         urllib.request.urlopen(request, timeout=10).read()
         for kind in ("echo", "session"):
             for clients in [int(c) for c in arguments.clients.split(",")]:
+                if shutil.which("wrk") and not arguments.python_client:
+                    results.append(load_wrk(url, kind, clients, arguments.seconds, directory))
+                    continue
                 out = subprocess.run(
                     [sys.executable, os.path.abspath(__file__), "--load", url, kind, str(clients), str(arguments.seconds)],
                     env=_environment(), check=True, capture_output=True, text=True)
