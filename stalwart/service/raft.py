@@ -15,7 +15,6 @@ import random
 from typing import Callable
 
 from twisted.application.service import Service
-from twisted.python.threadpool import ThreadPool
 
 from stalwart.cluster.raft.core import RaftConfig, RaftCore
 from stalwart.cluster.raft.driver import RaftDriver
@@ -24,7 +23,8 @@ from stalwart.cluster.raft.log import RaftLog
 from stalwart.cluster.raft.messages import decode_entry_payload
 from stalwart.cluster.raft.segments.files import SegmentLog
 from stalwart.service.errors import ConfigError
-from stalwart.service.store import StoreService, pool_worker, synchronous_worker
+from stalwart.service.store import StoreService, synchronous_worker
+from stalwart.service.worker import ThreadWorker
 
 __all__ = ["RaftService", "node_id"]
 
@@ -61,7 +61,7 @@ class RaftService(Service):
         self.store = store
         self._reactor = reactor
         self._urandom = urandom
-        self._log_pool = ThreadPool(1, 1, name="stalwart-log") if threads else None
+        self._log_pool = ThreadWorker("stalwart-log", reactor.callFromThread) if threads else None
         self.driver = None
         self.segments = None
 
@@ -85,7 +85,7 @@ class RaftService(Service):
         core = RaftCore(RaftConfig(), me, log, hard_state, voters=frozenset({me}), rng=random.SystemRandom())
         if self._log_pool is not None:
             self._log_pool.start()
-            log_worker = pool_worker(self._reactor, self._log_pool)
+            log_worker = self._log_pool
         else:
             log_worker = synchronous_worker
         self.driver = RaftDriver(

@@ -18,6 +18,7 @@ from twisted.python.threadpool import ThreadPool
 
 from stalwart.store.apply import Handler, StateMachine
 from stalwart.store.blobs import BlobStore
+from stalwart.service.worker import ThreadWorker
 from stalwart.store.reader import Reader
 
 __all__ = ["StoreService", "pool_worker", "synchronous_worker"]
@@ -51,11 +52,12 @@ class StoreService(Service):
         self.reader = None
         self.blobs = None
         self._pools = []
+        self._apply_thread = None
         if threads:
-            self._apply_pool = ThreadPool(1, 1, name="stalwart-apply")
+            self._apply_thread = ThreadWorker("stalwart-apply", reactor.callFromThread)
             self._read_pool = ThreadPool(1, READ_THREADS, name="stalwart-read")
-            self._pools = [self._apply_pool, self._read_pool]
-            self.apply_worker = pool_worker(reactor, self._apply_pool)
+            self._pools = [self._read_pool]
+            self.apply_worker = self._apply_thread
             self._read_worker = pool_worker(reactor, self._read_pool)
         else:
             self.apply_worker = self._read_worker = synchronous_worker
@@ -67,6 +69,8 @@ class StoreService(Service):
         self.state_machine = StateMachine(db_path, self.blobs, self._handlers)
         for pool in self._pools:
             pool.start()
+        if self._apply_thread is not None:
+            self._apply_thread.start()
         self.reader = Reader(db_path, self._read_worker)
         super().startService()
 
@@ -75,6 +79,8 @@ class StoreService(Service):
         # The raft service, stopped before us, has drained the apply queue.
         for pool in self._pools:
             pool.stop()
+        if self._apply_thread is not None:
+            self._apply_thread.stop()
         if self.reader is not None:
             self.reader.close()
         if self.state_machine is not None:

@@ -8,13 +8,14 @@ clock, randomness or anything outside the state.
 
 Encoding (the payload of an ENTRY_NORMAL entry)::
 
-    +---------+---------------------+------------------+-----------------+
-    | version | header length (u32) | header: UTF-8    | body: raw bytes |
-    | 0x01    | big-endian          | JSON object      | (may be empty)  |
-    +---------+---------------------+------------------+-----------------+
+    +---------+-----------+-------------+-------------------+------------+-----------+
+    | version | kind      | kind: ASCII | args length (u32) | args: UTF-8| body: raw |
+    | 0x01    | length u8 |             | big-endian        | JSON object| bytes     |
+    +---------+-----------+-------------+-------------------+------------+-----------+
 
-The header is C{{"kind": str, "args": object}}.  The body holds bytes that
-JSON would bloat (a blob upload, a delivered message) exactly once.
+The kind comes first so that it can be read without parsing the rest
+(L{command_kind}).  The body holds bytes that JSON would bloat (a blob
+upload, a delivered message) exactly once.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import attrs
 __all__ = ["Command", "encode_command", "decode_command", "command_kind", "BadCommand"]
 
 VERSION = 1
-_HEADER = struct.Struct(">BI")
+_LENGTH = struct.Struct(">I")
 
 
 class BadCommand(ValueError):
@@ -43,41 +44,46 @@ class Command:
 
 
 def encode_command(command: Command) -> bytes:
-    header = json.dumps(
-        {"kind": command.kind, "args": command.args},
-        separators=(",", ":"),
-        sort_keys=True,
-        ensure_ascii=False,
-    ).encode("utf-8")
-    return b"".join((_HEADER.pack(VERSION, len(header)), header, command.body))
+    kind = command.kind.encode("ascii")
+    assert len(kind) < 256, command.kind
+    args = json.dumps(command.args, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return b"".join((bytes((VERSION, len(kind))), kind, _LENGTH.pack(len(args)), args, command.body))
+
+
+def _split(payload: bytes):
+    """(kind, args bytes, body offset), or raise BadCommand."""
+    if len(payload) < 2:
+        raise BadCommand("command shorter than its header")
+    if payload[0] != VERSION:
+        raise BadCommand(f"unknown command version {payload[0]}")
+    start = 2 + payload[1]
+    if len(payload) < start + _LENGTH.size:
+        raise BadCommand("command header runs past the payload")
+    try:
+        kind = payload[2:start].decode("ascii")
+    except UnicodeDecodeError:
+        raise BadCommand("command kind is not ASCII") from None
+    (length,) = _LENGTH.unpack_from(payload, start)
+    end = start + _LENGTH.size + length
+    if end > len(payload):
+        raise BadCommand("command arguments run past the payload")
+    return kind, payload[start + _LENGTH.size : end], end
 
 
 def decode_command(payload: bytes) -> Command:
-    if len(payload) < _HEADER.size:
-        raise BadCommand("command shorter than its header")
-    version, length = _HEADER.unpack_from(payload)
-    if version != VERSION:
-        raise BadCommand(f"unknown command version {version}")
-    end = _HEADER.size + length
-    if end > len(payload):
-        raise BadCommand("command header runs past the payload")
+    kind, raw, end = _split(payload)
     try:
-        header = json.loads(payload[_HEADER.size : end].decode("utf-8"))
-        kind, args = header["kind"], header["args"]
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise BadCommand(f"undecodable command header: {e}") from None
-    if not isinstance(kind, str) or not isinstance(args, dict):
-        raise BadCommand("command header has the wrong shape")
+        args = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadCommand(f"undecodable command arguments: {e}") from None
+    if not isinstance(args, dict):
+        raise BadCommand("command arguments are not an object")
     return Command(kind=kind, args=args, body=bytes(payload[end:]))
 
 
 def command_kind(payload: bytes) -> str:
-    """The kind of an encoded command, reading only its header; "" if undecodable."""
-    if len(payload) < _HEADER.size or payload[0] != VERSION:
-        return ""
-    (length,) = struct.unpack_from(">I", payload, 1)
+    """The kind of an encoded command, without decoding the rest; "" if unreadable."""
     try:
-        kind = json.loads(payload[_HEADER.size : _HEADER.size + length].decode("utf-8")).get("kind")
-    except (UnicodeDecodeError, ValueError, AttributeError):
+        return _split(payload)[0]
+    except BadCommand:
         return ""
-    return kind if isinstance(kind, str) else ""

@@ -26,8 +26,9 @@ class CommandCodecTests(SynchronousTestCase):
 
     def test_malformed(self) -> None:
         """Short, overlong-header and non-JSON payloads raise BadCommand, never something else."""
-        for payload in (b"", b"\x01\x00", b"\x01\x00\x00\x00\x10{}", b"\x01\x00\x00\x00\x02{]",
-                        b"\x01\x00\x00\x00\x02[]", b'\x01\x00\x00\x00\x0e{"kind":1,"a"}'):
+        for payload in (b"", b"\x01", b"\x01\x05ab", b"\x01\x01k\x00\x00\x00\x10{}", b"\x01\x01k\x00\x00\x00\x02{]",
+                        b"\x01\x01k\x00\x00\x00\x02[]", b"\x01\x01\xff\x00\x00\x00\x02{}",
+                        b"\x01\x01k\x00\x00\x00\x02\xff\xfe"):
             with self.assertRaises(BadCommand, msg=repr(payload)):
                 decode_command(payload)
 
@@ -36,5 +37,5 @@ class CommandCodecTests(SynchronousTestCase):
         from stalwart.store.commands import command_kind
 
         self.assertEqual(command_kind(encode_command(Command(kind="account.create", body=b"x" * 1000))), "account.create")
-        for payload in (b"", b"\x02\x00\x00\x00\x02{}", b"\x01\x00\x00\x00\x02[]", b"\x01\x00\x00\x00\x02{}"):
+        for payload in (b"", b"\x02\x01k\x00\x00\x00\x02{}", b"\x01\x05k\x00", b"\x01\x01\xff\x00\x00\x00\x02{}"):
             self.assertEqual(command_kind(payload), "")
