@@ -10,7 +10,7 @@ L{stalwart.jmap.methods.standard}.
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -82,8 +82,27 @@ class ObjectType:
         """Cross-property rules for a created (C{old} None) or updated object."""
         return None
 
-    def check_destroy(self, tx: Any, account_id: str, object_id: str, obj: Dict) -> Optional[SetError]:
+    def check_destroy(self, tx: Any, account_id: str, object_id: str, obj: Dict, options: Mapping[str, Any]) -> Optional[SetError]:
+        """
+        Refuse a destroy, or do what it implies (inside the same
+        transaction).  C{options} holds the type's extra /set arguments.
+        """
         return None
+
+    #: Extra arguments of Foo/set and Foo/query for this type, with their
+    #: JSON types (e.g. Mailbox/set onDestroyRemoveEmails: (bool,)).
+    set_options: Mapping[str, Tuple[type, ...]] = {}
+    query_options: Mapping[str, Tuple[type, ...]] = {}
+
+    def expand(self, conn: Any, account_id: str, objects: Dict[str, Dict]) -> None:
+        """Add computed, server-set properties (counts, rights) to objects read for /get."""
+
+    def arrange(self, ids: List[str], objects: Mapping[str, Dict], matching: List[str], options: Mapping[str, Any]) -> List[str]:
+        """
+        Final order of /query results: C{matching} is filtered and sorted;
+        C{ids} is every object sorted the same way (for tree arrangements).
+        """
+        return matching
 
     def match(self, obj: Dict, condition: Mapping[str, Any]) -> bool:
         """

@@ -38,6 +38,7 @@ from stalwart.jmap.writes import WriteHandler
 from stalwart.jmap.context import WRITE_COMMAND
 from stalwart.service.config import ServerConfig
 from stalwart.service.errors import ConfigError
+from stalwart.service.extension import Extension
 from stalwart.service.node import Node
 from stalwart.service.options import TwistdOptions
 from stalwart.service.raft import RaftService
@@ -108,6 +109,7 @@ def build_service(
     config: ServerConfig,
     reactor=None,
     object_types: Iterable[ObjectType] = (),
+    extensions: Iterable[Extension] = (),
     urandom: Callable[[int], bytes] = os.urandom,
     exit_on_error: bool = False,
     threads: bool = True,
@@ -115,33 +117,53 @@ def build_service(
     """
     @param object_types: data types served with the standard methods
         (RFC 8620 section 5), besides the built-in ones.
+    @param extensions: groups of data types with their own methods,
+        tables and account set-up (L{Extension}).
     @param threads: C{False} runs the log writes, applies, reads and
         password hashing on the calling thread, so a test can run a whole
         node in-process on a fake reactor; production always uses threads.
     """
     if reactor is None:
         from twisted.internet import reactor
-    object_types = list(object_types)
+    extensions = [Extension(object_types=list(object_types)), *extensions]
     logs.set_level(config.log_level)
     methods = {"Core/echo": Echo(), "Blob/copy": BlobCopy()}
     writes = {"Blob/copy": apply_blob_copy}
-    for object_type in object_types:
-        standard = StandardMethods(object_type)
-        methods.update(standard.methods())
-        writes.update(standard.writes())
-    handlers = {
+    handlers = {}
+    capabilities, account_capabilities = {}, {}
+    for extension in extensions:
+        for object_type in extension.object_types:
+            standard = StandardMethods(object_type)
+            methods.update(standard.methods())
+            writes.update(standard.writes())
+            capabilities.setdefault(object_type.capability, {})
+        methods.update(extension.methods)
+        writes.update(extension.writes)
+        handlers.update(extension.handlers)
+        capabilities.update(extension.capabilities)
+        account_capabilities.update(extension.account_capabilities)
+    account_created = [hook for extension in extensions for hook in extension.account_created]
+
+    def create_account(ctx):
+        account = accounts.create_account(ctx.tx, ctx.command.args)
+        for hook in account_created:
+            hook(ctx.tx, account["id"], ctx.command.args["now"])
+        return account
+
+    handlers.update({
         WRITE_COMMAND: WriteHandler(writes),
         UPLOAD_COMMAND: apply_upload,
-        "account.create": _account_handler(accounts.create_account),
+        "account.create": create_account,
         "account.delete": _account_handler(accounts.delete_account),
         "account.password": _account_handler(accounts.set_password),
         "account.address.add": _account_handler(accounts.add_address),
         "account.address.remove": _account_handler(accounts.remove_address),
         "token.create": _account_handler(accounts.create_token),
-    }
+    })
+    schema = "\n".join(extension.schema for extension in extensions)
     top = StalwartService(exit_on_error=exit_on_error)
     cpu_worker = deferToThread if threads else synchronous_worker
-    store = StoreService(config.data_dir, handlers, reactor, threads=threads)
+    store = StoreService(config.data_dir, handlers, reactor, threads=threads, schema=schema)
     store.setName("store")
     store.setServiceParent(top)
     raft = RaftService(config.data_dir, store, reactor, urandom, threads=threads)
@@ -156,7 +178,7 @@ def build_service(
     authenticator = Authenticator(_LazyReader(), cpu_worker, reactor, secret=urandom(32))
     node = Node(
         config, reactor, store, raft, authenticator, Dispatcher(methods), cpu_worker, urandom,
-        capabilities=[t.capability for t in object_types],
+        capabilities=capabilities, account_capabilities=account_capabilities,
     )
     top.node = node
     root = JmapRoot(node)

@@ -7,7 +7,7 @@ reader, the write path, authentication, the dispatcher, the limits.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Mapping
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -29,8 +29,11 @@ def utc_date(seconds: float) -> str:
 
 
 class Node:
-    def __init__(self, config, clock, store, raft, authenticator, dispatcher, cpu_worker: Callable[..., Deferred], urandom: Callable[[int], bytes], capabilities: Iterable[str] = ()) -> None:
-        """@param capabilities: URIs of the data types served, besides core."""
+    def __init__(self, config, clock, store, raft, authenticator, dispatcher, cpu_worker: Callable[..., Deferred], urandom: Callable[[int], bytes], capabilities: Mapping[str, dict] = {}, account_capabilities: Mapping[str, dict] = {}) -> None:
+        """
+        @param capabilities: server capability objects of the data types served, besides core.
+        @param account_capabilities: their objects in each account's accountCapabilities.
+        """
         self.config = config
         self.clock = clock
         self.store = store
@@ -56,8 +59,9 @@ class Node:
                 max_objects_in_set=config.max_objects_in_set,
             )
         }
-        for uri in capabilities:
-            self.capabilities.setdefault(uri, {})
+        for uri, value in capabilities.items():
+            self.capabilities.setdefault(uri, dict(value))
+        self._account_capabilities = dict(account_capabilities)
         self._now = (None, "")
         #: Session objects by principal: they depend only on it and the
         #: configuration, and building one costs a JSON dump and a hash.
@@ -98,7 +102,7 @@ class Node:
         base = self.config.jmap_url.rstrip("/")
         account = AccountInfo(
             id=principal.account_id, name=principal.name, is_personal=True, is_read_only=False,
-            account_capabilities={uri: {} for uri in self.capabilities if uri != CORE},
+            account_capabilities={uri: dict(self._account_capabilities.get(uri, {})) for uri in self.capabilities if uri != CORE},
         )
         return session_object(
             username=principal.name,

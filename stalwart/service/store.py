@@ -39,7 +39,7 @@ def synchronous_worker(f, *args):
 
 
 class StoreService(Service):
-    def __init__(self, data_dir: str, handlers: Mapping[str, Handler], reactor, threads: bool = True) -> None:
+    def __init__(self, data_dir: str, handlers: Mapping[str, Handler], reactor, threads: bool = True, schema: str = "") -> None:
         """
         @param threads: C{False} runs applies and reads on the calling
             thread (L{synchronous_worker}), so tests can drive the store
@@ -47,6 +47,7 @@ class StoreService(Service):
         """
         self.data_dir = data_dir
         self._handlers = handlers
+        self._schema = schema
         self._reactor = reactor
         self.state_machine = None
         self.reader = None
@@ -66,7 +67,7 @@ class StoreService(Service):
         os.makedirs(self.data_dir, exist_ok=True)
         db_path = os.path.join(self.data_dir, "state.db")
         self.blobs = BlobStore(os.path.join(self.data_dir, "blobs"))
-        self.state_machine = StateMachine(db_path, self.blobs, self._handlers)
+        self.state_machine = StateMachine(db_path, self.blobs, self._handlers, self._schema)
         for pool in self._pools:
             pool.start()
         if self._apply_thread is not None:

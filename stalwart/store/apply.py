@@ -55,12 +55,15 @@ class _Isolate(Exception):
 class StateMachine:
     log = Logger(observer=observer)
 
-    def __init__(self, db_path: str, blobs: BlobStore, handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, db_path: str, blobs: BlobStore, handlers: Mapping[str, Handler], schema: str = "") -> None:
+        """@param schema: extra SQL (CREATE ... IF NOT EXISTS) of data types' tables."""
         self.db_path = db_path
         self.blobs = blobs
         self._handlers = dict(handlers)
         self._conn = connect(db_path)
         create_schema(self._conn)
+        if schema:
+            self._conn.executescript(schema)
         (self.last_applied,) = self._conn.execute(
             "SELECT value FROM meta WHERE key = 'last_applied'"
         ).fetchone()

@@ -87,6 +87,7 @@ class StandardMethods:
             found = load_objects(conn, account, self.name, ids)
             if ids is None and len(found) > limit:
                 raise MethodError("requestTooLarge", f"more than {limit} objects; ask for ids")
+            self.type.expand(conn, account, found)
             listed = []
             for object_id, obj in found.items():
                 full = {"id": object_id, **obj}
@@ -120,9 +121,10 @@ class StandardMethods:
     # -- /set ---------------------------------------------------------------
 
     def set(self, arguments, context, created_ids):
-        check_arguments(arguments, {"accountId", "ifInState", "create", "update", "destroy"})
+        check_arguments(arguments, {"accountId", "ifInState", "create", "update", "destroy", *self.type.set_options})
         account = context.account(arguments)
         args = _set_arguments(arguments, created_ids)
+        args["options"] = _options(arguments, self.type.set_options)
         count = len(args["create"]) + len(args["update"]) + len(args["destroy"])
         if count > context.limits.max_objects_in_set:
             raise MethodError("requestTooLarge", f"at most {context.limits.max_objects_in_set} objects per /set")
@@ -153,7 +155,7 @@ class StandardMethods:
         destroyed, not_destroyed = [], {}
         for object_id in args["destroy"]:
             object_id = resolve_id(object_id, created_ids)
-            error = self._destroy_one(tx, account, object_id)
+            error = self._destroy_one(tx, account, object_id, args.get("options") or {})
             if error is None:
                 destroyed.append(object_id)
             else:
@@ -203,11 +205,11 @@ class StandardMethods:
             record_change(tx, account, self.name, object_id, UPDATED)
         return None
 
-    def _destroy_one(self, tx, account: str, object_id: str) -> Optional[SetError]:
+    def _destroy_one(self, tx, account: str, object_id: str, options: Mapping[str, Any]) -> Optional[SetError]:
         old = load_object(tx, account, self.name, object_id)
         if old is None:
             return SetError("notFound", f"no {self.name} {object_id}")
-        error = self.type.check_destroy(tx, account, object_id, old)
+        error = self.type.check_destroy(tx, account, object_id, old, options)
         if error is not None:
             return error
         delete_object(tx, account, self.name, object_id)
@@ -277,8 +279,9 @@ class StandardMethods:
     # -- /query and /queryChanges -------------------------------------------
 
     def query(self, arguments, context, created_ids):
-        check_arguments(arguments, {"accountId", "filter", "sort", "position", "anchor", "anchorOffset", "limit", "calculateTotal"})
+        check_arguments(arguments, {"accountId", "filter", "sort", "position", "anchor", "anchorOffset", "limit", "calculateTotal", *self.type.query_options})
         account = context.account(arguments)
+        options = _options(arguments, self.type.query_options)
         filter_ = _check_filter(arguments.get("filter"))
         sort = _check_sort(arguments.get("sort"))
         for comparator in sort:
@@ -294,7 +297,7 @@ class StandardMethods:
             anchor = resolve_id(anchor, created_ids)
 
         def read(conn):
-            state, ids = self._results(conn, account, filter_, sort)
+            state, ids = self._results(conn, account, filter_, sort, options)
             if anchor is not None:
                 if anchor not in ids:
                     raise MethodError("anchorNotFound", f"{anchor} is not in the results")
@@ -317,8 +320,9 @@ class StandardMethods:
         return context.reader.run(read)
 
     def query_changes(self, arguments, context, created_ids):
-        check_arguments(arguments, {"accountId", "filter", "sort", "sinceQueryState", "maxChanges", "upToId", "calculateTotal"})
+        check_arguments(arguments, {"accountId", "filter", "sort", "sinceQueryState", "maxChanges", "upToId", "calculateTotal", *self.type.query_options})
         account = context.account(arguments)
+        options = _options(arguments, self.type.query_options)
         filter_ = _check_filter(arguments.get("filter"))
         sort = _check_sort(arguments.get("sort"))
         since = required(arguments, "sinceQueryState", str)
@@ -331,7 +335,7 @@ class StandardMethods:
                 c = changes_since(conn, account, self.name, since, 2**62)
             except CannotCalculate:
                 raise MethodError("cannotCalculateChanges", f"query state {since!r} is unknown or too old") from None
-            state, ids = self._results(conn, account, filter_, sort)
+            state, ids = self._results(conn, account, filter_, sort, options)
             # Every changed object may have moved: remove it, and add it
             # back where it now stands (RFC 8620 5.6 allows the extra ids).
             touched = set(c.created) | set(c.updated)
@@ -347,12 +351,17 @@ class StandardMethods:
 
         return context.reader.run(read)
 
-    def _results(self, conn: sqlite3.Connection, account: str, filter_, sort) -> Tuple[str, List[str]]:
+    def _results(self, conn: sqlite3.Connection, account: str, filter_, sort, options) -> Tuple[str, List[str]]:
         state = state_of(conn, account, self.name)
         objects = load_objects(conn, account, self.name)
-        matching = [(i, o) for i, o in objects.items() if filter_ is None or _matches(self.type, {"id": i, **o}, filter_)]
-        matching.sort(key=self.type.sort_key(sort))
-        return state, [i for i, _ in matching]
+        ordered = sorted(objects.items(), key=self.type.sort_key(sort))
+        matching = [i for i, o in ordered if filter_ is None or _matches(self.type, {"id": i, **o}, filter_)]
+        return state, self.type.arrange([i for i, _ in ordered], objects, matching, options)
+
+
+def _options(arguments: Mapping[str, Any], spec: Mapping[str, Tuple[type, ...]]) -> Dict[str, Any]:
+    """A data type's extra arguments, type-checked (absent or null ones are left out)."""
+    return {name: optional(arguments, name, *kinds) for name, kinds in spec.items() if arguments.get(name) is not None}
 
 
 def _set_arguments(arguments: Mapping[str, Any], created_ids: Mapping[str, str]) -> Dict[str, Any]:
