@@ -14,8 +14,9 @@ mailboxes hold many thousands and queries filter and sort them:
     per (email, keyword);
   - C{thread_keys}: Message-IDs seen in an account and the thread they
     belong to (threading by References/In-Reply-To/Message-ID);
-  - C{email_text}: the full-text index (SQLite FTS5, contentless) keyed
-    by C{emails.rowid}.
+  - C{email_text}: the full-text index (SQLite FTS5) keyed by
+    C{emails.rowid}; it keeps its text (bounded per message) so that
+    rows can be deleted and SearchSnippet can highlight matches.
 """
 
 __all__ = ["MAIL_SCHEMA"]
@@ -63,6 +64,6 @@ CREATE TABLE IF NOT EXISTS thread_keys (
 );
 CREATE INDEX IF NOT EXISTS thread_keys_by_thread ON thread_keys(account_id, thread_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS email_text USING fts5(
-    subject, sender, recipients, cc, bcc, body, content=''
+    subject, sender, recipients, cc, bcc, body, headers
 );
 """
