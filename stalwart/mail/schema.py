@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS email_mailboxes (
     mailbox_id TEXT NOT NULL,
     email_id TEXT NOT NULL,
     PRIMARY KEY (account_id, mailbox_id, email_id),
-    FOREIGN KEY (account_id, email_id) REFERENCES emails(account_id, id) ON DELETE CASCADE
+    FOREIGN KEY (account_id, email_id) REFERENCES emails(account_id, id) ON DELETE CASCADE ON UPDATE CASCADE
 );
 CREATE INDEX IF NOT EXISTS email_mailboxes_by_email ON email_mailboxes(account_id, email_id);
 CREATE TABLE IF NOT EXISTS email_keywords (
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS email_keywords (
     email_id TEXT NOT NULL,
     keyword TEXT NOT NULL,
     PRIMARY KEY (account_id, email_id, keyword),
-    FOREIGN KEY (account_id, email_id) REFERENCES emails(account_id, id) ON DELETE CASCADE
+    FOREIGN KEY (account_id, email_id) REFERENCES emails(account_id, id) ON DELETE CASCADE ON UPDATE CASCADE
 );
 CREATE INDEX IF NOT EXISTS email_keywords_by_keyword ON email_keywords(account_id, keyword);
 CREATE TABLE IF NOT EXISTS thread_keys (

@@ -1,0 +1,297 @@
+# -*- test-case-name: tests.mail.test_emails -*-
+"""
+Storing Emails in an account (RFC 8621 sections 3 and 4): rows, mailbox
+membership, keywords, threads and the full-text index, with the JMAP
+changes each write causes.  Everything here runs inside the state
+machine's transaction and is deterministic.
+
+Threads (RFC 8621 3): a message joins the thread of any earlier message
+it names in Message-ID, In-Reply-To or References, when their base
+subjects (RFC 5256 2.1) agree.  When one message links two threads, they
+merge into the older one; since threadId is immutable, the moved Emails
+are destroyed and created again with new ids (RFC 8621 3).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from stalwart.store.changes import CREATED, DESTROYED, UPDATED, record_change
+from stalwart.store.objects import next_object_id
+
+__all__ = [
+    "EMAIL",
+    "THREAD",
+    "MAILBOX",
+    "base_subject",
+    "add_email",
+    "destroy_email",
+    "set_keywords",
+    "set_mailboxes",
+    "email_rows",
+    "mailbox_ids_of",
+    "keywords_of",
+    "thread_email_ids",
+    "normalise_keyword",
+    "is_keyword",
+]
+
+EMAIL, THREAD, MAILBOX = "Email", "Thread", "Mailbox"
+
+#: Text indexed per message at most: bounds the index and the apply time.
+INDEXED_CHARS_MAX = 1_000_000
+
+_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|sv|antw)\s*(?:\[\d+\])?\s*:|\[[^\]]*\])\s*", re.IGNORECASE)
+_TRAILER = re.compile(r"\s*\(fwd\)\s*$", re.IGNORECASE)
+_KEYWORD = re.compile(r"[\x21-\x7e]{1,255}")
+_KEYWORD_FORBIDDEN = set('()]{%*"\\')
+
+
+def base_subject(subject: str) -> str:
+    """RFC 5256 2.1, simplified: without Re:/Fwd:/[list] prefixes and (fwd) trailers, case folded."""
+    text = " ".join(subject.split())
+    while True:
+        stripped = _TRAILER.sub("", _PREFIX.sub("", text, count=1))
+        if stripped == text:
+            return text.casefold()
+        text = stripped
+
+
+def is_keyword(value: object) -> bool:
+    """RFC 8621 4.1.1: 1-255 printable ASCII characters, none of ( ) { ] % * " \\."""
+    return isinstance(value, str) and bool(_KEYWORD.fullmatch(value)) and not (set(value) & _KEYWORD_FORBIDDEN)
+
+
+def normalise_keyword(keyword: str) -> str:
+    """Keywords are case-insensitive and returned lower case (RFC 8621 4.1.1)."""
+    return keyword.lower()
+
+
+def _sort_text(addresses: Sequence[Mapping]) -> str:
+    """The 'from'/'to' sort key of RFC 8621 4.4.2: first address's name, else its email."""
+    if not addresses:
+        return ""
+    first = addresses[0]
+    return ((first.get("name") or first.get("email") or "")).casefold()
+
+
+# -- threads ---------------------------------------------------------------
+
+
+def _thread_for(tx: sqlite3.Connection, account_id: str, keys: Sequence[str], subject_key: str) -> List[str]:
+    """Existing threads this message belongs to, oldest first."""
+    if not keys:
+        return []
+    marks = ",".join("?" * len(keys))
+    rows = tx.execute(
+        f"SELECT DISTINCT thread_id FROM thread_keys WHERE account_id = ? AND key IN ({marks})",
+        (account_id, *keys),
+    ).fetchall()
+    threads = []
+    for (thread_id,) in rows:
+        agrees = tx.execute(
+            "SELECT 1 FROM emails WHERE account_id = ? AND thread_id = ? AND base_subject = ? LIMIT 1",
+            (account_id, thread_id, subject_key),
+        ).fetchone()
+        if agrees:
+            threads.append(thread_id)
+    return sorted(threads, key=lambda t: (len(t), t))
+
+
+def _merge_threads(tx: sqlite3.Connection, account_id: str, keep: str, others: Sequence[str]) -> None:
+    for other in others:
+        tx.execute(
+            "UPDATE thread_keys SET thread_id = ? WHERE account_id = ? AND thread_id = ?", (keep, account_id, other)
+        )
+        moved = [r[0] for r in tx.execute(
+            "SELECT id FROM emails WHERE account_id = ? AND thread_id = ? ORDER BY rowid", (account_id, other)
+        )]
+        for old_id in moved:
+            new_id = next_object_id(tx, account_id, "M")
+            # Mailbox and keyword rows follow (ON UPDATE CASCADE).
+            tx.execute("UPDATE emails SET id = ?, thread_id = ? WHERE account_id = ? AND id = ?",
+                       (new_id, keep, account_id, old_id))
+            record_change(tx, account_id, EMAIL, old_id, DESTROYED)
+            record_change(tx, account_id, EMAIL, new_id, CREATED)
+        record_change(tx, account_id, THREAD, other, DESTROYED)
+
+
+# -- writing ---------------------------------------------------------------
+
+
+def add_email(
+    tx: sqlite3.Connection,
+    account_id: str,
+    blob_id: str,
+    parsed,
+    mailbox_ids: Iterable[str],
+    keywords: Iterable[str],
+    received_at: str,
+) -> Dict[str, object]:
+    """
+    Store a parsed message as a new Email.  Returns {"id", "blobId",
+    "threadId", "size"}; the caller has checked the mailboxes exist.
+    """
+    email_id = next_object_id(tx, account_id, "M")
+    subject = parsed.subject()
+    subject_key = base_subject(subject)
+    keys = list(dict.fromkeys(parsed.message_ids() + parsed.in_reply_to() + parsed.references()))
+    threads = _thread_for(tx, account_id, keys, subject_key)
+    if threads:
+        thread_id, created_thread = threads[0], False
+        _merge_threads(tx, account_id, thread_id, threads[1:])
+    else:
+        thread_id, created_thread = next_object_id(tx, account_id, "T"), True
+    tx.executemany(
+        "INSERT OR REPLACE INTO thread_keys (account_id, key, thread_id) VALUES (?, ?, ?)",
+        [(account_id, key, thread_id) for key in keys],
+    )
+    fields = parsed.search_fields()
+    from_list = _addresses(parsed, "From")
+    to_list = _addresses(parsed, "To")
+    cursor = tx.execute(
+        "INSERT INTO emails (account_id, id, blob_id, thread_id, size, received_at, sent_at, subject,"
+        " base_subject, from_text, to_text, has_attachment, preview)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (account_id, email_id, blob_id, thread_id, parsed.size, received_at, parsed.sent_at(), subject,
+         subject_key, _sort_text(from_list), _sort_text(to_list), int(parsed.has_attachment), parsed.preview),
+    )
+    rowid = cursor.lastrowid
+    header_text = "\n".join(f"{name}: {value}" for name, value in parsed.headers)
+    budget = INDEXED_CHARS_MAX
+    tx.execute(
+        "INSERT INTO email_text (rowid, subject, sender, recipients, cc, bcc, body, headers)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (rowid, fields.get("subject", ""), fields.get("from", ""), fields.get("to", ""), fields.get("cc", ""),
+         fields.get("bcc", ""), fields.get("body", "")[:budget], header_text[:budget]),
+    )
+    mailboxes = sorted(set(mailbox_ids))
+    tx.executemany(
+        "INSERT INTO email_mailboxes (account_id, mailbox_id, email_id) VALUES (?, ?, ?)",
+        [(account_id, m, email_id) for m in mailboxes],
+    )
+    tx.executemany(
+        "INSERT OR IGNORE INTO email_keywords (account_id, email_id, keyword) VALUES (?, ?, ?)",
+        [(account_id, email_id, normalise_keyword(k)) for k in keywords],
+    )
+    record_change(tx, account_id, EMAIL, email_id, CREATED)
+    record_change(tx, account_id, THREAD, thread_id, CREATED if created_thread else UPDATED)
+    _mailboxes_changed(tx, account_id, mailboxes)
+    return {"id": email_id, "blobId": blob_id, "threadId": thread_id, "size": parsed.size}
+
+
+def _addresses(parsed, header: str) -> List[Mapping]:
+    from stalwart.mail.headers import as_addresses
+
+    values = parsed.header_values(header)
+    return (as_addresses(values[0]) or []) if values else []
+
+
+def _mailboxes_changed(tx: sqlite3.Connection, account_id: str, mailbox_ids: Iterable[str]) -> None:
+    """Counts of these mailboxes changed: their state moves (RFC 8621 2.2)."""
+    for mailbox_id in sorted(set(mailbox_ids)):
+        exists = tx.execute(
+            "SELECT 1 FROM objects WHERE account_id = ? AND type = ? AND id = ?", (account_id, MAILBOX, mailbox_id)
+        ).fetchone()
+        if exists:
+            record_change(tx, account_id, MAILBOX, mailbox_id, UPDATED)
+
+
+def set_keywords(tx: sqlite3.Connection, account_id: str, email_id: str, keywords: Iterable[str]) -> bool:
+    """Replace an Email's keywords; True if they changed."""
+    new = {normalise_keyword(k) for k in keywords}
+    old = set(keywords_of(tx, account_id, email_id))
+    if new == old:
+        return False
+    tx.executemany("DELETE FROM email_keywords WHERE account_id = ? AND email_id = ? AND keyword = ?",
+                   [(account_id, email_id, k) for k in old - new])
+    tx.executemany("INSERT INTO email_keywords (account_id, email_id, keyword) VALUES (?, ?, ?)",
+                   [(account_id, email_id, k) for k in new - old])
+    if "$seen" in (old ^ new):
+        _mailboxes_changed(tx, account_id, mailbox_ids_of(tx, account_id, email_id))
+    return True
+
+
+def set_mailboxes(tx: sqlite3.Connection, account_id: str, email_id: str, mailbox_ids: Iterable[str]) -> bool:
+    """Replace an Email's mailboxes; True if they changed."""
+    new = set(mailbox_ids)
+    old = set(mailbox_ids_of(tx, account_id, email_id))
+    if new == old:
+        return False
+    tx.executemany("DELETE FROM email_mailboxes WHERE account_id = ? AND mailbox_id = ? AND email_id = ?",
+                   [(account_id, m, email_id) for m in old - new])
+    tx.executemany("INSERT INTO email_mailboxes (account_id, mailbox_id, email_id) VALUES (?, ?, ?)",
+                   [(account_id, m, email_id) for m in new - old])
+    _mailboxes_changed(tx, account_id, old ^ new)
+    return True
+
+
+def destroy_email(tx: sqlite3.Connection, account_id: str, email_id: str) -> bool:
+    """Remove an Email; its thread goes when it was the last one.  False if unknown."""
+    row = tx.execute(
+        "SELECT rowid, thread_id FROM emails WHERE account_id = ? AND id = ?", (account_id, email_id)
+    ).fetchone()
+    if row is None:
+        return False
+    rowid, thread_id = row
+    mailboxes = mailbox_ids_of(tx, account_id, email_id)
+    tx.execute("DELETE FROM email_text WHERE rowid = ?", (rowid,))
+    tx.execute("DELETE FROM emails WHERE rowid = ?", (rowid,))
+    record_change(tx, account_id, EMAIL, email_id, DESTROYED)
+    remaining = tx.execute(
+        "SELECT 1 FROM emails WHERE account_id = ? AND thread_id = ? LIMIT 1", (account_id, thread_id)
+    ).fetchone()
+    if remaining:
+        record_change(tx, account_id, THREAD, thread_id, UPDATED)
+    else:
+        tx.execute("DELETE FROM thread_keys WHERE account_id = ? AND thread_id = ?", (account_id, thread_id))
+        record_change(tx, account_id, THREAD, thread_id, DESTROYED)
+    _mailboxes_changed(tx, account_id, mailboxes)
+    return True
+
+
+# -- reading ---------------------------------------------------------------
+
+_ROW = ("id", "blob_id", "thread_id", "size", "received_at", "sent_at", "subject", "has_attachment", "preview")
+
+
+def email_rows(conn: sqlite3.Connection, account_id: str, ids: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
+    """Stored metadata of Emails by id (all when C{ids} is None); unknown ids are absent."""
+    columns = ", ".join(_ROW)
+    if ids is None:
+        cursor = conn.execute(f"SELECT {columns} FROM emails WHERE account_id = ? ORDER BY rowid", (account_id,))
+    else:
+        marks = ",".join("?" * len(ids)) or "NULL"
+        cursor = conn.execute(f"SELECT {columns} FROM emails WHERE account_id = ? AND id IN ({marks})",
+                              (account_id, *ids))
+    rows = {r[0]: dict(zip(_ROW, r)) for r in cursor}
+    for email_id, row in rows.items():
+        row["mailboxIds"] = {m: True for m in mailbox_ids_of(conn, account_id, email_id)}
+        row["keywords"] = {k: True for k in keywords_of(conn, account_id, email_id)}
+    return rows
+
+
+def mailbox_ids_of(conn: sqlite3.Connection, account_id: str, email_id: str) -> List[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT mailbox_id FROM email_mailboxes WHERE account_id = ? AND email_id = ? ORDER BY mailbox_id",
+        (account_id, email_id))]
+
+
+def keywords_of(conn: sqlite3.Connection, account_id: str, email_id: str) -> List[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT keyword FROM email_keywords WHERE account_id = ? AND email_id = ? ORDER BY keyword",
+        (account_id, email_id))]
+
+
+def thread_email_ids(conn: sqlite3.Connection, account_id: str, thread_ids: Sequence[str]) -> Dict[str, List[str]]:
+    """Thread id -> its Email ids, oldest received first (RFC 8621 3.1)."""
+    found: Dict[str, List[str]] = {}
+    for thread_id in thread_ids:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM emails WHERE account_id = ? AND thread_id = ? ORDER BY received_at, rowid",
+            (account_id, thread_id))]
+        if ids:
+            found[thread_id] = ids
+    return found
