@@ -38,6 +38,8 @@ class RequestContext:
     now: Callable[[], str]
     limits: Limits = Limits()
     state: str = ""
+    #: The blob store (content-addressed files), for methods that read messages.
+    blobs: Any = None
 
     def session_state(self) -> str:
         return self.state

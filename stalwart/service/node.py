@@ -124,6 +124,7 @@ class Node:
                 now=self.now,
                 limits=self.limits,
                 state=session["state"],
+                blobs=self.blobs,
             )
 
         d = self.raft.driver.read_barrier()

@@ -1,0 +1,561 @@
+# -*- test-case-name: tests.mail.test_email_methods -*-
+"""
+The Email methods of RFC 8621 section 4 (get, changes, query,
+queryChanges, set, import), Thread/get and Thread/changes (3), and
+SearchSnippet/get (5).
+
+Reads run on a reader thread: metadata comes from the email rows, and
+the stored message is parsed only when a property needs it.  Writes are
+checked here and proposed; the C{apply_*} functions run in the state
+machine on every node.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from stalwart.jmap.arguments import check_arguments, id_list, optional, required, unsigned
+from stalwart.jmap.capabilities import MAIL
+from stalwart.jmap.errors import MethodError, SetError
+from stalwart.jmap.ids import check_creation_id
+from stalwart.jmap.methods.standard import resolve_id
+from stalwart.jmap.patch import PatchError, apply_patch
+from stalwart.mail import emails as store
+from stalwart.mail.headers import parse_header_property
+from stalwart.mail.query import compile_filter, compile_sort, fts_query
+from stalwart.store.changes import UPDATED, CannotCalculate, changes_since, record_change, state_of
+
+__all__ = ["EmailMethods"]
+
+METADATA = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt"}
+FROM_MESSAGE = {
+    "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject",
+    "sentAt", "headers", "bodyStructure", "bodyValues", "textBody", "htmlBody", "attachments",
+    "hasAttachment", "preview",
+}
+DEFAULT_PROPERTIES = [
+    "id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt", "messageId", "inReplyTo",
+    "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject", "sentAt", "hasAttachment",
+    "preview", "bodyValues", "textBody", "htmlBody", "attachments",
+]
+#: Properties the email row answers without parsing the message.
+FROM_ROW = METADATA | {"hasAttachment", "preview"}
+
+
+class _Call:
+    def __init__(self, function, capability: str = MAIL) -> None:
+        self.capability = capability
+        self._function = function
+
+    def __call__(self, arguments, context, created_ids):
+        return self._function(arguments, context, created_ids)
+
+
+def _check_properties(properties: Any) -> List[str]:
+    if properties is None:
+        return list(DEFAULT_PROPERTIES)
+    if not isinstance(properties, list):
+        raise MethodError("invalidArguments", "properties must be an array", arguments=["properties"])
+    for prop in properties:
+        if not isinstance(prop, str) or not (
+            prop in METADATA or prop in FROM_MESSAGE or (prop.startswith("header:") and parse_header_property(prop))
+        ):
+            raise MethodError("invalidArguments", f"unknown property {prop!r}", arguments=["properties"])
+    return list(dict.fromkeys(["id", *properties]))
+
+
+def _keywords_ok(value: Any) -> bool:
+    return isinstance(value, dict) and all(store.is_keyword(k) and v is True for k, v in value.items())
+
+
+def _mailboxes_exist(tx, account: str, mailbox_ids: Mapping[str, Any]) -> Optional[SetError]:
+    if not isinstance(mailbox_ids, dict) or not mailbox_ids or not all(v is True for v in mailbox_ids.values()):
+        return SetError("invalidProperties", "mailboxIds must name at least one mailbox, each with true", properties=["mailboxIds"])
+    for mailbox_id in mailbox_ids:
+        found = tx.execute(
+            "SELECT 1 FROM objects WHERE account_id = ? AND type = 'Mailbox' AND id = ?", (account, mailbox_id)
+        ).fetchone()
+        if found is None:
+            return SetError("invalidProperties", f"no mailbox {mailbox_id}", properties=["mailboxIds"])
+    return None
+
+
+def _owned_blob(tx, account: str, blob_id: Any) -> bool:
+    return isinstance(blob_id, str) and tx.execute(
+        "SELECT 1 FROM blobs WHERE account_id = ? AND blob_id = ?", (account, blob_id)
+    ).fetchone() is not None
+
+
+class EmailMethods:
+    """
+    @param parse: parse_message(raw) -> ParsedMessage (stalwart.mail.parse).
+    @param properties: email_properties(...) (stalwart.mail.parse).
+    @param compose: compose_message(...) (stalwart.mail.compose) or None.
+    """
+
+    def __init__(self, parse: Callable, properties: Callable, compose: Optional[Callable] = None,
+                 message_id_domain: str = "stalwart.invalid") -> None:
+        self._parse = parse
+        self._properties = properties
+        self._compose = compose
+        self._domain = message_id_domain
+
+    def methods(self) -> Dict[str, _Call]:
+        return {
+            "Email/get": _Call(self.get),
+            "Email/changes": _Call(self.changes("Email")),
+            "Email/query": _Call(self.query),
+            "Email/queryChanges": _Call(self.query_changes),
+            "Email/set": _Call(self.set),
+            "Email/import": _Call(self.import_),
+            "Thread/get": _Call(self.thread_get),
+            "Thread/changes": _Call(self.changes("Thread")),
+            "SearchSnippet/get": _Call(self.search_snippets),
+        }
+
+    def writes(self) -> Dict[str, Callable]:
+        return {"Email/set": self.apply_set, "Email/import": self.apply_import}
+
+    # -- Email/get (RFC 8621 4.2) -----------------------------------------
+
+    def get(self, arguments, context, created_ids):
+        check_arguments(arguments, {"accountId", "ids", "properties", "bodyProperties", "fetchTextBodyValues",
+                                    "fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"})
+        account = context.account(arguments)
+        ids = id_list(arguments, "ids")
+        limit = context.limits.max_objects_in_get
+        if ids is not None:
+            ids = list(dict.fromkeys(resolve_id(i, created_ids) for i in ids))
+            if len(ids) > limit:
+                raise MethodError("requestTooLarge", f"at most {limit} ids per Email/get")
+        properties = _check_properties(arguments.get("properties"))
+        body_properties = optional(arguments, "bodyProperties", list)
+        options = {
+            "body_properties": body_properties,
+            "fetch_text_body_values": optional(arguments, "fetchTextBodyValues", bool, default=False),
+            "fetch_html_body_values": optional(arguments, "fetchHTMLBodyValues", bool, default=False),
+            "fetch_all_body_values": optional(arguments, "fetchAllBodyValues", bool, default=False),
+            "max_body_value_bytes": unsigned(arguments, "maxBodyValueBytes", default=0),
+        }
+        message_properties = [p for p in properties if p not in FROM_ROW]
+        blobs = context.blobs
+
+        def read(conn):
+            state = state_of(conn, account, store.EMAIL)
+            rows = store.email_rows(conn, account, ids)
+            if ids is None and len(rows) > limit:
+                raise MethodError("requestTooLarge", f"more than {limit} emails; ask for ids")
+            listed = []
+            for email_id, row in rows.items():
+                listed.append(self._email(row, properties, message_properties, options, blobs))
+            not_found = [i for i in ids if i not in rows] if ids is not None else []
+            return [("Email/get", {"accountId": account, "state": state, "list": listed, "notFound": not_found})]
+
+        return context.reader.run(read)
+
+    def _email(self, row, properties, message_properties, options, blobs) -> Dict[str, Any]:
+        metadata = {
+            "id": row["id"], "blobId": row["blob_id"], "threadId": row["thread_id"], "mailboxIds": row["mailboxIds"],
+            "keywords": row["keywords"], "size": row["size"], "receivedAt": row["received_at"],
+            "hasAttachment": bool(row["has_attachment"]), "preview": row["preview"],
+        }
+        email = {p: metadata[p] for p in properties if p in metadata}
+        if message_properties:
+            raw = blobs.read(row["blob_id"]) or b""
+            parsed = self._parse(raw)
+            try:
+                email.update(self._properties(parsed, raw, row["blob_id"], message_properties, **options))
+            except ValueError as e:
+                raise MethodError("invalidArguments", str(e)) from None
+        return email
+
+    # -- /changes (RFC 8621 3.2, 4.3) --------------------------------------
+
+    def changes(self, type_name: str):
+        def changes(arguments, context, created_ids):
+            check_arguments(arguments, {"accountId", "sinceState", "maxChanges"})
+            account = context.account(arguments)
+            since = required(arguments, "sinceState", str)
+            wanted = unsigned(arguments, "maxChanges", positive=True)
+            cap = context.limits.changes_max_results
+            limit = min(wanted or cap, cap)
+
+            def read(conn):
+                try:
+                    c = changes_since(conn, account, type_name, since, limit)
+                except CannotCalculate:
+                    raise MethodError("cannotCalculateChanges", f"state {since!r} is unknown or too old") from None
+                return [(f"{type_name}/changes", {
+                    "accountId": account, "oldState": c.old_state, "newState": c.new_state,
+                    "hasMoreChanges": c.has_more, "created": c.created, "updated": c.updated, "destroyed": c.destroyed,
+                })]
+
+            return context.reader.run(read)
+
+        return changes
+
+    # -- Thread/get (RFC 8621 3.1) -----------------------------------------
+
+    def thread_get(self, arguments, context, created_ids):
+        check_arguments(arguments, {"accountId", "ids", "properties"})
+        account = context.account(arguments)
+        ids = id_list(arguments, "ids", allow_null=False)
+        if len(ids) > context.limits.max_objects_in_get:
+            raise MethodError("requestTooLarge", "too many ids")
+        ids = list(dict.fromkeys(ids))
+
+        def read(conn):
+            found = store.thread_email_ids(conn, account, ids)
+            return [("Thread/get", {
+                "accountId": account, "state": state_of(conn, account, store.THREAD),
+                "list": [{"id": t, "emailIds": e} for t, e in found.items()],
+                "notFound": [i for i in ids if i not in found],
+            })]
+
+        return context.reader.run(read)
+
+    # -- Email/query and queryChanges (RFC 8621 4.4, 4.5) -------------------
+
+    def _results(self, conn, account: str, filter_sql, sort_sql, collapse: bool, blobs) -> List[str]:
+        where, params, header_tests = filter_sql
+        order, order_params = sort_sql
+        rows = conn.execute(
+            f"SELECT e.id, e.thread_id, e.blob_id FROM emails e WHERE e.account_id = ? AND {where} ORDER BY {order}",
+            (account, *params, *order_params),
+        ).fetchall()
+        if header_tests:
+            rows = [r for r in rows if self._headers_match(blobs.read(r[2]) or b"", header_tests)]
+        if not collapse:
+            return [r[0] for r in rows]
+        seen, ids = set(), []
+        for email_id, thread_id, _ in rows:
+            if thread_id not in seen:
+                seen.add(thread_id)
+                ids.append(email_id)
+        return ids
+
+    def _headers_match(self, raw: bytes, tests) -> bool:
+        from stalwart.mail.headers import as_text
+
+        parsed = self._parse(raw)
+        for name, text, _ in tests:
+            values = parsed.header_values(name)
+            if not values:
+                return False
+            if text and not any(text.casefold() in as_text(v).casefold() for v in values):
+                return False
+        return True
+
+    def query(self, arguments, context, created_ids):
+        check_arguments(arguments, {"accountId", "filter", "sort", "position", "anchor", "anchorOffset", "limit",
+                                    "calculateTotal", "collapseThreads"})
+        account = context.account(arguments)
+        filter_sql = compile_filter(arguments.get("filter"))
+        sort_sql = compile_sort(arguments.get("sort"))
+        position = optional(arguments, "position", int, default=0)
+        anchor = optional(arguments, "anchor", str)
+        anchor_offset = optional(arguments, "anchorOffset", int, default=0)
+        wanted = unsigned(arguments, "limit")
+        cap = context.limits.query_max_results
+        limit = cap if wanted is None else min(wanted, cap)
+        total_wanted = optional(arguments, "calculateTotal", bool, default=False)
+        collapse = optional(arguments, "collapseThreads", bool, default=False)
+        blobs = context.blobs
+
+        def read(conn):
+            state = state_of(conn, account, store.EMAIL)
+            ids = self._results(conn, account, filter_sql, sort_sql, collapse, blobs)
+            if anchor is not None:
+                if anchor not in ids:
+                    raise MethodError("anchorNotFound", f"{anchor} is not in the results")
+                start = max(0, ids.index(anchor) + anchor_offset)
+            elif position < 0:
+                start = max(0, len(ids) + position)
+            else:
+                start = min(position, len(ids))
+            response = {"accountId": account, "queryState": state, "canCalculateChanges": True,
+                        "position": start, "ids": ids[start:start + limit], "collapseThreads": collapse}
+            if total_wanted:
+                response["total"] = len(ids)
+            if wanted is None or wanted > cap:
+                response["limit"] = cap
+            return [("Email/query", response)]
+
+        return context.reader.run(read)
+
+    def query_changes(self, arguments, context, created_ids):
+        check_arguments(arguments, {"accountId", "filter", "sort", "sinceQueryState", "maxChanges", "upToId",
+                                    "calculateTotal", "collapseThreads"})
+        account = context.account(arguments)
+        filter_sql = compile_filter(arguments.get("filter"))
+        sort_sql = compile_sort(arguments.get("sort"))
+        since = required(arguments, "sinceQueryState", str)
+        max_changes = unsigned(arguments, "maxChanges", positive=True)
+        optional(arguments, "upToId", str)  # an optimisation only (RFC 8620 5.6)
+        total_wanted = optional(arguments, "calculateTotal", bool, default=False)
+        collapse = optional(arguments, "collapseThreads", bool, default=False)
+        blobs = context.blobs
+
+        def read(conn):
+            try:
+                emails = changes_since(conn, account, store.EMAIL, since, 2**62)
+            except CannotCalculate:
+                raise MethodError("cannotCalculateChanges", f"query state {since!r} is unknown or too old") from None
+            ids = self._results(conn, account, filter_sql, sort_sql, collapse, blobs)
+            touched = set(emails.created) | set(emails.updated)
+            removed = set(emails.updated) | set(emails.destroyed)
+            if collapse:
+                # Which Email stands for a thread may change when any of
+                # its Emails changes: treat the whole thread as touched.
+                threads = {r[0] for r in conn.execute(
+                    "SELECT DISTINCT thread_id FROM emails WHERE account_id = ? AND id IN (SELECT id FROM changes"
+                    " WHERE account_id = ? AND type = 'Email' AND modseq > ?)", (account, account, int(since)))}
+                for thread_id in threads:
+                    members = [r[0] for r in conn.execute(
+                        "SELECT id FROM emails WHERE account_id = ? AND thread_id = ?", (account, thread_id))]
+                    touched.update(members)
+                    removed.update(members)
+            added = [{"id": i, "index": n} for n, i in enumerate(ids) if i in touched]
+            removed_list = sorted(removed, key=lambda i: (len(i), i))
+            if max_changes is not None and len(removed_list) + len(added) > max_changes:
+                raise MethodError("tooManyChanges", f"more than {max_changes} changes")
+            response = {"accountId": account, "oldQueryState": since, "newQueryState": state_of(conn, account, store.EMAIL),
+                        "removed": removed_list, "added": added}
+            if total_wanted:
+                response["total"] = len(ids)
+            return [("Email/queryChanges", response)]
+
+        return context.reader.run(read)
+
+    # -- SearchSnippet/get (RFC 8621 5) -------------------------------------
+
+    def search_snippets(self, arguments, context, created_ids):
+        check_arguments(arguments, {"accountId", "filter", "emailIds"})
+        account = context.account(arguments)
+        email_ids = id_list(arguments, "emailIds", allow_null=False)
+        if len(email_ids) > context.limits.max_objects_in_get:
+            raise MethodError("requestTooLarge", "too many emailIds")
+        compile_filter(arguments.get("filter"))  # invalid filters are errors here too
+        match = " OR ".join(f"({q})" for q in _text_queries(arguments.get("filter")) if q)
+
+        def read(conn):
+            found, not_found = [], []
+            for email_id in email_ids:
+                row = conn.execute("SELECT rowid FROM emails WHERE account_id = ? AND id = ?", (account, email_id)).fetchone()
+                if row is None:
+                    not_found.append(email_id)
+                    continue
+                subject = preview = None
+                if match:
+                    hit = conn.execute(
+                        "SELECT highlight(email_text, 0, char(1), char(2)), snippet(email_text, 5, char(1), char(2), '…', 24)"
+                        " FROM email_text WHERE email_text MATCH ? AND rowid = ?", (match, row[0])).fetchone()
+                    if hit is not None:
+                        subject = _marked(hit[0]) if "\x01" in hit[0] else None
+                        preview = _marked(hit[1]) if "\x01" in hit[1] else None
+                found.append({"emailId": email_id, "subject": subject, "preview": preview})
+            return [("SearchSnippet/get", {"accountId": account, "list": found, "notFound": not_found or None})]
+
+        return context.reader.run(read)
+
+    # -- Email/set (RFC 8621 4.6) -------------------------------------------
+
+    def set(self, arguments, context, created_ids):
+        check_arguments(arguments, {"accountId", "ifInState", "create", "update", "destroy"})
+        account = context.account(arguments)
+        create = optional(arguments, "create", dict, default={})
+        update = optional(arguments, "update", dict, default={})
+        destroy = id_list(arguments, "destroy") or []
+        if len(create) + len(update) + len(destroy) > context.limits.max_objects_in_set:
+            raise MethodError("requestTooLarge", f"at most {context.limits.max_objects_in_set} objects per /set")
+        for creation_id in create:
+            if not check_creation_id(creation_id):
+                raise MethodError("invalidArguments", f"bad creation id {creation_id!r}", arguments=["create"])
+        args = {
+            "ifInState": optional(arguments, "ifInState", str),
+            "create": create,
+            "update": {resolve_id(k, created_ids): v for k, v in update.items()},
+            "destroy": [resolve_id(i, created_ids) for i in destroy],
+        }
+        return context.write("Email/set", account, args, created_ids)
+
+    def apply_set(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
+        tx = ctx.tx
+        old_state = state_of(tx, account, store.EMAIL)
+        if args["ifInState"] is not None and args["ifInState"] != old_state:
+            raise MethodError("stateMismatch", f"state is {old_state}")
+        created, not_created = {}, {}
+        for creation_id, email in args["create"].items():
+            outcome = self._create(ctx, account, email, created_ids, now, creation_id)
+            if isinstance(outcome, SetError):
+                not_created[creation_id] = outcome.to_json()
+            else:
+                created_ids[creation_id] = outcome["id"]
+                created[creation_id] = outcome
+        updated, not_updated = {}, {}
+        for email_id, patch in args["update"].items():
+            email_id = resolve_id(email_id, created_ids)
+            error = self._update(tx, account, email_id, patch, created_ids)
+            if error is None:
+                updated[email_id] = None
+            else:
+                not_updated[email_id] = error.to_json()
+        destroyed, not_destroyed = [], {}
+        for email_id in args["destroy"]:
+            email_id = resolve_id(email_id, created_ids)
+            if store.destroy_email(tx, account, email_id):
+                destroyed.append(email_id)
+            else:
+                not_destroyed[email_id] = SetError("notFound", f"no Email {email_id}").to_json()
+        response = {"accountId": account, "oldState": old_state, "newState": state_of(tx, account, store.EMAIL)}
+        for key, value in (("created", created), ("updated", updated), ("destroyed", destroyed),
+                           ("notCreated", not_created), ("notUpdated", not_updated), ("notDestroyed", not_destroyed)):
+            response[key] = value or None
+        return [("Email/set", response)]
+
+    def _resolve_mailboxes(self, mailbox_ids: Any, created_ids: Mapping[str, str]) -> Any:
+        if not isinstance(mailbox_ids, dict):
+            return mailbox_ids
+        return {resolve_id(k, created_ids): v for k, v in mailbox_ids.items()}
+
+    def _create(self, ctx, account: str, email: Any, created_ids: Dict, now: str, creation_id: str):
+        from stalwart.jmap.methods.blob import add_blob
+        from stalwart.store.refusal import Refused
+
+        if not isinstance(email, dict):
+            return SetError("invalidProperties", "an Email create must be an object")
+        if self._compose is None:
+            return SetError("forbidden", "creating Emails is not available on this server")
+        tx = ctx.tx
+        mailbox_ids = self._resolve_mailboxes(email.get("mailboxIds"), created_ids)
+        error = _mailboxes_exist(tx, account, mailbox_ids)
+        if error is not None:
+            return error
+        keywords = email.get("keywords", {})
+        if not _keywords_ok(keywords):
+            return SetError("invalidProperties", "keywords must map keywords to true", properties=["keywords"])
+        received_at = email.get("receivedAt", now)
+        bad = [p for p in ("id", "blobId", "threadId", "size") if p in email]
+        if bad or not isinstance(received_at, str):
+            return SetError("invalidProperties", "server-set properties given", properties=bad or ["receivedAt"])
+        content = {k: v for k, v in email.items() if k not in ("mailboxIds", "keywords", "receivedAt")}
+
+        def blob(blob_id):
+            return ctx.blobs.read(blob_id) if _owned_blob(tx, account, blob_id) else None
+
+        unique = f"{account}.{ctx.index}.{creation_id}"
+        try:
+            raw = self._compose(content, blob, now, self._domain, unique)
+        except Exception as error:  # ComposeError carries the SetError type
+            kind = getattr(error, "type", None)
+            if kind is None:
+                raise
+            extra = {"properties": error.properties} if getattr(error, "properties", None) else {}
+            return SetError(kind, str(getattr(error, "description", error)), **extra)
+        blob_id = ctx.blobs.write(raw)
+        try:
+            add_blob(tx, account, blob_id, len(raw), "message/rfc822", now)
+        except Refused as refusal:
+            return SetError("overQuota", refusal.detail)
+        return store.add_email(tx, account, blob_id, self._parse(raw), mailbox_ids, keywords, received_at)
+
+    def _update(self, tx, account: str, email_id: str, patch: Any, created_ids: Mapping[str, str]) -> Optional[SetError]:
+        if not isinstance(patch, dict):
+            return SetError("invalidPatch", "a patch must be an object")
+        current = tx.execute("SELECT 1 FROM emails WHERE account_id = ? AND id = ?", (account, email_id)).fetchone()
+        if current is None:
+            return SetError("notFound", f"no Email {email_id}")
+        bad = [k for k in patch if k.split("/")[0] not in ("keywords", "mailboxIds")]
+        if bad:
+            return SetError("invalidProperties", "only keywords and mailboxIds can change", properties=bad)
+        patch = {(f"mailboxIds/{resolve_id(k[11:], created_ids)}" if k.startswith("mailboxIds/") else k): v
+                 for k, v in patch.items()}
+        before = {
+            "keywords": {k: True for k in store.keywords_of(tx, account, email_id)},
+            "mailboxIds": {m: True for m in store.mailbox_ids_of(tx, account, email_id)},
+        }
+        lowered = {(f"keywords/{k[9:].lower()}" if k.startswith("keywords/") else k): v for k, v in patch.items()}
+        try:
+            after = apply_patch(before, lowered)
+        except PatchError as e:
+            return SetError("invalidPatch", str(e))
+        if "keywords" in patch and isinstance(after.get("keywords"), dict):
+            after["keywords"] = {k.lower(): v for k, v in after["keywords"].items()}
+        if not _keywords_ok(after.get("keywords")):
+            return SetError("invalidProperties", "keywords must map keywords to true", properties=["keywords"])
+        error = _mailboxes_exist(tx, account, after.get("mailboxIds"))
+        if error is not None:
+            return error
+        changed = store.set_keywords(tx, account, email_id, after["keywords"])
+        changed = store.set_mailboxes(tx, account, email_id, after["mailboxIds"]) or changed
+        if changed:
+            record_change(tx, account, store.EMAIL, email_id, UPDATED)
+        return None
+
+    # -- Email/import (RFC 8621 4.8) ----------------------------------------
+
+    def import_(self, arguments, context, created_ids):
+        check_arguments(arguments, {"accountId", "ifInState", "emails"})
+        account = context.account(arguments)
+        emails = required(arguments, "emails", dict)
+        if len(emails) > context.limits.max_objects_in_set:
+            raise MethodError("requestTooLarge", f"at most {context.limits.max_objects_in_set} emails per import")
+        for creation_id, email in emails.items():
+            if not check_creation_id(creation_id) or not isinstance(email, dict):
+                raise MethodError("invalidArguments", f"bad import {creation_id!r}", arguments=["emails"])
+            email = emails[creation_id] = dict(email)
+            email["mailboxIds"] = self._resolve_mailboxes(email.get("mailboxIds"), created_ids)
+            if isinstance(email.get("blobId"), str):
+                email["blobId"] = resolve_id(email["blobId"], created_ids)
+        args = {"ifInState": optional(arguments, "ifInState", str), "emails": emails}
+        return context.write("Email/import", account, args, created_ids)
+
+    def apply_import(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
+        tx = ctx.tx
+        old_state = state_of(tx, account, store.EMAIL)
+        if args["ifInState"] is not None and args["ifInState"] != old_state:
+            raise MethodError("stateMismatch", f"state is {old_state}")
+        created, not_created = {}, {}
+        for creation_id, email in args["emails"].items():
+            blob_id = email.get("blobId")
+            error = None
+            if not _owned_blob(tx, account, blob_id):
+                error = SetError("blobNotFound", f"no blob {blob_id}", notFound=[blob_id] if isinstance(blob_id, str) else [])
+            else:
+                error = _mailboxes_exist(tx, account, email.get("mailboxIds"))
+            keywords = email.get("keywords", {})
+            received_at = email.get("receivedAt", now)
+            if error is None and not _keywords_ok(keywords):
+                error = SetError("invalidProperties", "keywords must map keywords to true", properties=["keywords"])
+            if error is None and not isinstance(received_at, str):
+                error = SetError("invalidProperties", "receivedAt must be a UTCDate", properties=["receivedAt"])
+            if error is not None:
+                not_created[creation_id] = error.to_json()
+                continue
+            raw = ctx.blobs.read(blob_id) or b""
+            outcome = store.add_email(tx, account, blob_id, self._parse(raw), email["mailboxIds"], keywords, received_at)
+            created_ids[creation_id] = outcome["id"]
+            created[creation_id] = outcome
+        return [("Email/import", {
+            "accountId": account, "oldState": old_state, "newState": state_of(tx, account, store.EMAIL),
+            "created": created or None, "notCreated": not_created or None,
+        })]
+
+
+def _text_queries(filter_: Any) -> List[str]:
+    """FTS5 expressions of every text condition in a filter (for highlighting)."""
+    from stalwart.mail.query import _TEXT_COLUMNS
+
+    if not isinstance(filter_, dict):
+        return []
+    if "operator" in filter_:
+        if filter_.get("operator") == "NOT":
+            return []
+        return [q for c in filter_.get("conditions") or [] for q in _text_queries(c)]
+    return [fts_query(v, _TEXT_COLUMNS[k]) for k, v in filter_.items() if k in _TEXT_COLUMNS and isinstance(v, str)]
+
+
+def _marked(text: str) -> str:
+    """HTML-escape a snippet, then turn the match markers into <mark> (RFC 8621 5)."""
+    return html.escape(text, quote=False).replace("\x01", "<mark>").replace("\x02", "</mark>")
