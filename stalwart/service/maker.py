@@ -191,4 +191,6 @@ def build_service(
 
 def makeService(options) -> StalwartService:
     """twistd's entry point: C{options} is a parsed L{Options}."""
-    return build_service(options.config, exit_on_error=True)
+    from stalwart.mail.extension import mail_extension
+
+    return build_service(options.config, extensions=[mail_extension(options.config)], exit_on_error=True)

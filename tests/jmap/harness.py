@@ -74,7 +74,7 @@ class LiveNode:
     @ivar http: a L{StubTreq} on the root resource (JMAP plus /admin).
     """
 
-    def __init__(self, case: SynchronousTestCase, seed: int = 1, **config: Any) -> None:
+    def __init__(self, case: SynchronousTestCase, seed: int = 1, extensions: Iterable = (), **config: Any) -> None:
         self.case = case
         self.clock = MemoryReactorClock()
         self.clock.advance(1_700_000_000)  # a plausible wall-clock time
@@ -82,7 +82,8 @@ class LiveNode:
         config.setdefault("admin_secret", ADMIN_SECRET)
         self.config = ServerConfig(data_dir=case.mktemp(), jmap_url=JMAP_URL, **config)
         self.service = build_service(
-            self.config, self.clock, object_types=[Note()], urandom=rng.randbytes, threads=False
+            self.config, self.clock, object_types=[Note()], extensions=list(extensions),
+            urandom=rng.randbytes, threads=False,
         )
         self.service.startService()
         case.addCleanup(self._stop)
