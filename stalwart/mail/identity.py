@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 from stalwart.jmap.capabilities import SUBMISSION
 from stalwart.jmap.errors import SetError
 from stalwart.jmap.objecttype import ObjectType, Property, is_string, nullable
-from stalwart.mail.mailbox import TypeMethods
+from stalwart.mail.mailbox import TypeMethods, fill_defaults
 
 __all__ = ["Identity", "IdentityMethods", "is_email_addresses", "account_addresses"]
 
@@ -53,13 +53,19 @@ class Identity(ObjectType):
     )
 
     def check_object(self, tx, account_id: str, obj: Dict, old: Optional[Dict]) -> Optional[SetError]:
-        if old is None and obj["email"].lower() not in account_addresses(tx, account_id):
+        if old is not None:
+            # Immutable: a patch's null would remove it, which validate does not see.
+            if obj.get("email") != old.get("email"):
+                return SetError("invalidProperties", "email is immutable", properties=["email"])
+            return None
+        if obj["email"].lower() not in account_addresses(tx, account_id):
             return SetError("forbiddenFrom", f"{obj['email']} is not an address of this account")
         return None
 
     def expand(self, conn, account_id: str, objects: Dict[str, Dict]) -> None:
         # Every Identity may be deleted: the addresses stay with the
         # account, and a new Identity for one can be created at any time.
+        fill_defaults(self, objects)
         for obj in objects.values():
             obj["mayDelete"] = True
 

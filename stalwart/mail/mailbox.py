@@ -26,7 +26,7 @@ from stalwart.mail import emails
 from stalwart.store.changes import UPDATED, record_change
 from stalwart.store.objects import load_object, load_objects
 
-__all__ = ["Mailbox", "MailboxMethods", "TypeMethods", "ROLES", "mailbox_counts", "OWNER_RIGHTS"]
+__all__ = ["Mailbox", "MailboxMethods", "TypeMethods", "fill_defaults", "ROLES", "mailbox_counts", "OWNER_RIGHTS"]
 
 #: Roles a Mailbox may have: the IANA IMAP Mailbox Name Attributes that
 #: name a purpose (RFC 8457), lower-cased, and "inbox" (RFC 8621 2).
@@ -95,8 +95,9 @@ class Mailbox(ObjectType):
         mailboxes = load_objects(tx, account_id, self.name)
         if old is None and len(mailboxes) >= self.mailboxes_max:
             return SetError("overQuota", f"at most {self.mailboxes_max} Mailboxes per account")
+        obj = self.with_defaults(obj)  # a patch's null removed the property: its default
         name, parent, role = obj["name"], obj["parentId"], obj["role"]
-        if not name or len(name.encode("utf-8")) > self.name_bytes_max or any(_is_control(c) for c in name):
+        if not isinstance(name, str) or not name or len(name.encode("utf-8")) > self.name_bytes_max or any(_is_control(c) for c in name):
             return _invalid("name", f"a name is 1 to {self.name_bytes_max} octets without control characters")
         if role is not None and role not in ROLES:
             return _invalid("role", f"unknown role {role!r}")
@@ -149,6 +150,7 @@ class Mailbox(ObjectType):
     # -- get ------------------------------------------------------------
 
     def expand(self, conn, account_id: str, objects: Dict[str, Dict]) -> None:
+        fill_defaults(self, objects)
         counts = mailbox_counts(conn, account_id)
         for object_id, obj in objects.items():
             obj.update(counts.get(object_id, dict.fromkeys(COUNTS, 0)))
@@ -156,7 +158,11 @@ class Mailbox(ObjectType):
 
     # -- query ----------------------------------------------------------
 
+    def sort_value(self, obj: Dict, prop: str) -> Any:
+        return super().sort_value(self.with_defaults(obj), prop)
+
     def match(self, obj: Dict, condition: Mapping[str, Any]) -> bool:
+        obj = self.with_defaults(obj)
         for key, wanted in condition.items():
             kinds = _FILTERS.get(key)
             if kinds is None:
@@ -183,6 +189,18 @@ class Mailbox(ObjectType):
             position = {object_id: n for n, object_id in enumerate(_tree_order(ids, objects))}
             result = sorted(result, key=lambda i: position.get(i, len(position)))
         return result
+
+
+def fill_defaults(object_type: ObjectType, objects: Mapping[str, Dict]) -> None:
+    """
+    Show the default of a property a patch set to null: the standard /set
+    removes it from the stored object (RFC 8620 5.3: null resets a
+    property to its default).
+    """
+    for obj in objects.values():
+        for prop in object_type.properties:
+            if not prop.server_set and prop.name not in obj:
+                obj[prop.name] = prop.default
 
 
 def _invalid(prop: str, description: str) -> SetError:

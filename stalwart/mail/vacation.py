@@ -21,7 +21,7 @@ from twisted.internet.defer import maybeDeferred
 from stalwart.jmap.capabilities import VACATION
 from stalwart.jmap.errors import SetError
 from stalwart.jmap.objecttype import ObjectType, Property, is_bool, is_string, nullable
-from stalwart.mail.mailbox import TypeMethods
+from stalwart.mail.mailbox import TypeMethods, fill_defaults
 from stalwart.store.changes import CREATED, record_change
 from stalwart.store.objects import load_object, save_object
 
@@ -56,6 +56,9 @@ class VacationResponse(ObjectType):
         Property("textBody", nullable(is_string)),
         Property("htmlBody", nullable(is_string)),
     )
+
+    def expand(self, conn, account_id: str, objects: Dict[str, Dict]) -> None:
+        fill_defaults(self, objects)
 
     def check_destroy(self, tx, account_id, object_id, obj, options) -> Optional[SetError]:
         return SetError("singleton", "the VacationResponse cannot be destroyed")
