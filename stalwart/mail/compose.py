@@ -1,0 +1,857 @@
+# -*- test-case-name: tests.mail.test_compose -*-
+"""
+The RFC 5322 message of an C{Email/set} create (RFC 8621 section 4.6).
+
+The client describes a message with JMAP properties (4.1): header fields
+through the convenience properties (C{from}, C{subject}, C{sentAt}...) and
+C{header:Name[:asForm][:all]}, a body through C{bodyStructure} or through
+C{textBody}/C{htmlBody}/C{attachments}, text in C{bodyValues} and files by
+C{blobId}.  L{compose_message} checks those properties against the rules of
+4.6 and writes the MIME message (RFC 2045-2047, 2183, 2231, 2387) they
+describe, or raises L{ComposeError} naming the SetError of the create.
+
+The bytes are a pure function of the arguments: boundaries are derived from
+C{unique} and a counter, the generated Message-ID from C{unique}, the
+generated Date from C{now}.  Every Raft replica that applies the same
+command builds the same message (DESIGN.md section 1).
+
+Work happens in three passes, so that errors come out in the order a client
+can act on them: (1) check every property and plan the MIME tree
+(C{invalidProperties}); (2) fetch every blob once (C{blobNotFound}, listing
+all missing ids); (3) encode, counting octets (C{tooLarge}).
+
+Choices RFC 8621 leaves to the server:
+  - C{textBody} and C{htmlBody} become C{multipart/alternative}; attachments
+    with C{disposition: inline} and a C{cid}, when there is an HTML body,
+    join it in a C{multipart/related}; other attachments make a
+    C{multipart/mixed} around the body.  No body at all is an empty
+    C{text/plain} part.  An attachment without a disposition gets
+    C{attachment}.
+  - Text from C{bodyValues} is UTF-8 with CRLF line breaks: C{7bit} when it is
+    printable ASCII in lines of at most 78 octets, else base64 when more than
+    a third of its octets are non-ASCII (CJK text), else quoted-printable.
+    The decoded octets are exactly the value with every line break made CRLF
+    (a lone CR counts as a line break).  Blobs are base64 (C{message/*}
+    blobs that are already valid 7bit/8bit message text go as they are).
+  - C{header:Content-Type} and C{header:Content-Disposition} are refused on
+    parts: C{type}, C{charset}, C{name} and C{disposition} say the same, and
+    the server must own the boundary parameter.  C{MIME-Version} is always
+    written by the server and refused as a property.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import Callable, Mapping, Optional
+
+import attrs
+
+from stalwart.jmap.errors import SetError
+from stalwart.mail.headers import header_form_allowed, parse_header_property
+
+__all__ = ["ComposeError", "compose_message"]
+
+CRLF = b"\r\n"
+LINE_OCTETS_MAX = 998
+"""The longest line of a message, CRLF excluded (RFC 5322 2.1.1, MUST)."""
+FOLD_COLUMN = 78
+"""Where header fields are folded and the longest 7bit body line (RFC 5322 2.1.1, SHOULD)."""
+PART_DEPTH_MAX = 16
+"""The deepest C{bodyStructure} nesting accepted: real mail rarely passes 5."""
+UNIT_CHARS_MAX = 900
+"""The longest unbreakable piece of a header (message id, URL, word of a
+subject): with the field name and folding it still fits a 998-octet line."""
+FIELD_NAME_CHARS_MAX = 76
+"""The longest header field name a client may create."""
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_DOT_ATOM = rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*"
+_QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
+_ADDR_SPEC = re.compile(
+    rf"(?:{_DOT_ATOM}|{_QUOTED})@(?:{_DOT_ATOM}|\[[\x21-\x5a\x5e-\x7e]*\])"
+    rf"|{_DOT_ATOM}"  # a half-written draft address (RFC 8621 4.6 allows it)
+)
+_DOT_ATOM_RE = re.compile(_DOT_ATOM)
+_ATOM_PHRASE = re.compile(rf"[{_ATEXT}]+(?: [{_ATEXT}]+)*")
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]+")  # RFC 2045 token
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]+/[A-Za-z0-9!#$%&'*+.^_`{|}~-]+")
+_ID_HALF = r"[\x21-\x3b\x3d\x3f\x41-\x7e]+"  # printable ASCII but <, >, @
+_MSG_ID = re.compile(rf"{_ID_HALF}@{_ID_HALF}")
+_ANGLED_FREE = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII but <, >
+_LANGUAGE = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8})*")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})")
+_NEWLINE = re.compile(r"\r\n?")
+_SEVEN_BIT_TEXT = re.compile(rb"[\t\n\x20-\x7e]*")
+_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_ATTRIBUTE_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$&+-.^_`|~")
+
+# Convenience properties (RFC 8621 4.1.3): field name as written, parsed form.
+_CONVENIENCE = {
+    "from": ("From", "asAddresses"), "sender": ("Sender", "asAddresses"),
+    "replyTo": ("Reply-To", "asAddresses"), "to": ("To", "asAddresses"),
+    "cc": ("Cc", "asAddresses"), "bcc": ("Bcc", "asAddresses"),
+    "subject": ("Subject", "asText"), "sentAt": ("Date", "asDate"),
+    "messageId": ("Message-ID", "asMessageIds"), "inReplyTo": ("In-Reply-To", "asMessageIds"),
+    "references": ("References", "asMessageIds"),
+}
+# Where the usual fields go in the header; others follow in property order.
+_FIELD_ORDER = {name: rank for rank, name in enumerate(
+    "date from sender reply-to to cc bcc message-id in-reply-to references subject".split())}
+_METADATA = frozenset(["mailboxIds", "keywords", "receivedAt"])
+_BODY = frozenset(["bodyStructure", "bodyValues", "textBody", "htmlBody", "attachments"])
+_PART_PROPERTIES = frozenset(["partId", "blobId", "size", "headers", "name", "type", "charset",
+                              "disposition", "cid", "language", "location", "subParts"])
+# Part properties that stand for a header field, for the duplicate check.
+_PART_FIELDS = {"cid": "content-id", "language": "content-language", "location": "content-location"}
+_SERVER_FIELDS = frozenset(["mime-version", "content-transfer-encoding"])
+
+
+class ComposeError(Exception):
+    """
+    Why a create cannot become a message: one SetError (RFC 8620 5.3,
+    RFC 8621 4.6).
+
+    @ivar type: the SetError type: C{"invalidProperties"},
+        C{"blobNotFound"} or C{"tooLarge"}.
+    @ivar description: a non-localised explanation for the client developer.
+    @ivar properties: for C{invalidProperties}, the offending properties as
+        paths from the Email (C{"bodyStructure/subParts/1/partId"}).
+    @ivar not_found: for C{blobNotFound}, every missing blob id, in the order
+        they are first referenced.
+    """
+
+    def __init__(self, type: str, description: str, properties: Optional[list[str]] = None,
+                 not_found: Optional[list[str]] = None) -> None:
+        super().__init__(type, description)
+        self.type = type
+        self.description = description
+        self.properties = list(properties) if properties is not None else None
+        self.not_found = list(not_found) if not_found is not None else None
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.description}"
+
+    @property
+    def extra(self) -> dict:
+        """
+        @return: the SetError's properties beyond type and description.
+        """
+        extra: dict = {}
+        if self.properties is not None:
+            extra["properties"] = self.properties
+        if self.not_found is not None:
+            extra["notFound"] = self.not_found
+        return extra
+
+    def to_set_error(self) -> SetError:
+        """
+        @return: the L{SetError} to put in C{notCreated}.
+        """
+        return SetError(self.type, self.description, **self.extra)
+
+
+def _invalid(description: str, *properties: str) -> ComposeError:
+    return ComposeError("invalidProperties", description, list(properties))
+
+
+# --- header field values -------------------------------------------------
+
+def _fold(name: str, pieces: list[str]) -> bytes:
+    """
+    Write C{name: pieces...} with one space between pieces, folding (RFC 5322
+    2.2.3) before a piece that would pass column 78.  Unfolding restores the
+    single space, so folding never changes the value.
+    """
+    lines = [name + ":"]
+    for i, piece in enumerate(pieces):
+        longest = FOLD_COLUMN if i else LINE_OCTETS_MAX
+        if piece and len(lines[-1]) + 1 + len(piece) > longest:
+            lines.append(" " + piece)
+        else:
+            lines[-1] += " " + piece
+    assert all(len(line) <= LINE_OCTETS_MAX for line in lines), lines
+    return "\r\n".join(lines).encode("ascii") + CRLF
+
+
+def _encoded_words(text: str, word_chars_max: int = 75) -> list[str]:
+    """
+    RFC 2047 encoded words for C{text}, each of at most C{word_chars_max}
+    characters (75 at most, RFC 2047 2) and holding whole characters, in Q or
+    B, whichever is shorter.  Q uses only the characters allowed in a phrase
+    (RFC 2047 5(3)), so the words serve both unstructured fields and display
+    names.
+    """
+    payload_max = word_chars_max - len("=?utf-8?q??=")
+    q = ["".join("_" if o == 0x20 else chr(o) if o in _Q_SAFE else f"={o:02X}"
+                 for o in char.encode("utf-8")) for char in text]
+    octets = len(text.encode("utf-8"))
+    if sum(map(len, q)) <= (octets + 2) // 3 * 4:
+        return _chunk(q, payload_max, lambda chunk: f"=?utf-8?q?{''.join(chunk)}?=")
+    raw = [char.encode("utf-8") for char in text]
+    return _chunk(raw, payload_max // 4 * 3,
+                  lambda chunk: "=?utf-8?b?" + base64.b64encode(b"".join(chunk)).decode() + "?=")
+
+
+def _chunk(units: list, size: int, wrap: Callable[[list], str]) -> list[str]:
+    words, chunk, length = [], [], 0
+    for unit in units:
+        if chunk and length + len(unit) > size:
+            words.append(wrap(chunk))
+            chunk, length = [], 0
+        chunk.append(unit)
+        length += len(unit)
+    if chunk:
+        words.append(wrap(chunk))
+    return words
+
+
+def _text(value: object, prop: str) -> list[str]:
+    """The Text form (RFC 8621 4.1.2.2): an unstructured field value."""
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise _invalid("a Text header value is a string without line breaks or controls", prop)
+    words = value.split(" ")
+    if value.isascii() and "=?" not in value and value.strip(" \t") == value \
+            and all(len(w) <= UNIT_CHARS_MAX for w in words):
+        return words
+    # Short words keep "Subject: " and the first word within 78 columns.
+    return _encoded_words(value, 66)
+
+
+def _phrase(text: str, prop: str) -> list[str]:
+    """A display name: atoms, a quoted string, or encoded words."""
+    if _CONTROL.search(text):
+        raise _invalid("a name holds no line breaks or controls", prop)
+    if text.isascii() and "=?" not in text:
+        if _ATOM_PHRASE.fullmatch(text) and all(len(a) <= 76 for a in text.split(" ")):
+            return text.split(" ")
+        quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if len(quoted) <= 76:
+            return [quoted]
+    # Full-length words: a name that fits one word reads back the same in
+    # parsers that keep the space between adjacent encoded words in a phrase
+    # against RFC 2047 6.2 (CPython's email.headerregistry does).
+    return _encoded_words(text)
+
+
+def _mailbox(address: object, prop: str) -> list[str]:
+    if not isinstance(address, dict) or set(address) - {"name", "email"}:
+        raise _invalid("an EmailAddress is an object with name and email", prop)
+    email, name = address.get("email"), address.get("name")
+    if not isinstance(email, str) or len(email) > 254 or not _ADDR_SPEC.fullmatch(email):
+        raise _invalid(f"{email!r} is not an ASCII addr-spec", prop)
+    if name is None or name == "":
+        return [email]
+    if not isinstance(name, str):
+        raise _invalid("an EmailAddress name is a string or null", prop)
+    return _phrase(name, prop) + [f"<{email}>"]
+
+
+def _joined(items: list[list[str]], separator: str) -> list[str]:
+    pieces: list[str] = []
+    for i, item in enumerate(items):
+        if i < len(items) - 1:
+            item = item[:-1] + [item[-1] + separator]
+        pieces.extend(item)
+    return pieces
+
+
+def _addresses(value: object, prop: str) -> list[str]:
+    if not isinstance(value, list):
+        raise _invalid("an Addresses value is a list of EmailAddress", prop)
+    return _joined([_mailbox(a, prop) for a in value], ",")
+
+
+def _grouped_addresses(value: object, prop: str) -> list[str]:
+    if not isinstance(value, list):
+        raise _invalid("a GroupedAddresses value is a list of EmailAddressGroup", prop)
+    items: list[list[str]] = []
+    for group in value:
+        if not isinstance(group, dict) or set(group) - {"name", "addresses"} \
+                or not isinstance(group.get("addresses"), list):
+            raise _invalid("an EmailAddressGroup is an object with name and addresses", prop)
+        members = [_mailbox(a, prop) for a in group["addresses"]]
+        name = group.get("name")
+        if name is None:
+            items.extend(members)
+            continue
+        if not isinstance(name, str) or not name:
+            raise _invalid("a group name is a non-empty string or null", prop)
+        phrase = _phrase(name, prop)
+        # An encoded word must end at white space, so its colon stands apart.
+        opening = phrase + [":"] if phrase[-1].startswith("=?") else phrase[:-1] + [phrase[-1] + ":"]
+        listed = _joined(members, ",")
+        if listed:
+            items.append(opening + listed[:-1] + [listed[-1] + ";"])
+        else:
+            items.append(opening[:-1] + [opening[-1] + ";"])
+    return _joined(items, ",")
+
+
+def _angled_list(value: object, prop: str, pattern: re.Pattern, what: str, separator: str) -> list[str]:
+    if not isinstance(value, list) or not all(
+            isinstance(v, str) and len(v) <= UNIT_CHARS_MAX and pattern.fullmatch(v) for v in value):
+        raise _invalid(f"a {what} value is a list of strings without angle brackets or spaces", prop)
+    return _joined([[f"<{v}>"] for v in value], separator)
+
+
+def _message_ids(value: object, prop: str) -> list[str]:
+    return _angled_list(value, prop, _MSG_ID, "MessageIds", "")
+
+
+def _urls(value: object, prop: str) -> list[str]:
+    return _angled_list(value, prop, _ANGLED_FREE, "URLs", ",")
+
+
+def _parse_date(value: object) -> Optional[datetime]:
+    """
+    @return: the RFC 3339 C{date-time} C{value} (RFC 8620 1.4: upper-case
+        C{T} and C{Z}) with its offset, or L{None} if it is not one.
+    """
+    match = _DATE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    zone = match.group(7)
+    if zone == "Z":
+        tz = timezone.utc
+    else:
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            return None
+        offset = timedelta(hours=hours, minutes=minutes)
+        tz = timezone(-offset if zone[0] == "-" else offset)
+    try:
+        when = datetime(*(int(match.group(i)) for i in range(1, 7)), tzinfo=tz)
+    except ValueError:
+        return None
+    return when if when.year >= 1900 else None
+
+
+def _date(value: object, prop: str) -> list[str]:
+    when = _parse_date(value)
+    if when is None:
+        raise _invalid("a Date value is an RFC 3339 date-time", prop)
+    return [format_datetime(when)]
+
+
+_RENDERERS: Mapping[str, Callable[[object, str], list[str]]] = {
+    "asText": _text, "asAddresses": _addresses, "asGroupedAddresses": _grouped_addresses,
+    "asMessageIds": _message_ids, "asDate": _date, "asURLs": _urls,
+}
+
+
+def _raw(name: str, value: object, prop: str) -> bytes:
+    """
+    The Raw form (RFC 8621 4.1.2.1): the octets after the colon, written as
+    given but for line breaks made CRLF.  It may be folded, never broken.
+    """
+    if not isinstance(value, str):
+        raise _invalid("a Raw header value is a string", prop)
+    lines = re.split(r"\r?\n", value)
+    if any(_CONTROL.search(line) for line in lines) or any(
+            not line[:1] in (" ", "\t") or not line.strip(" \t") for line in lines[1:]):
+        raise _invalid("a Raw value may only break lines to fold them", prop)
+    lines[0] = name + ":" + lines[0]
+    encoded = [line.encode("utf-8") for line in lines]
+    if any(len(line) > LINE_OCTETS_MAX for line in encoded):
+        raise _invalid("a Raw value has a line longer than 998 octets", prop)
+    return CRLF.join(encoded) + CRLF
+
+
+@attrs.frozen
+class _Field:
+    """One header property, checked: its field name and its lines."""
+    key: str        # lower-case field name
+    prop: str       # the property, as a path from the Email
+    lines: bytes    # every instance, folded, CRLF-terminated; may be empty
+
+
+def _field(key: str, value: object, prop: str) -> _Field:
+    """
+    Check and write the header property C{key} (a convenience property or
+    C{header:...}) of value C{value}.  A null value, or an empty list, writes
+    no field but still counts as setting it.
+    """
+    if key in _CONVENIENCE:
+        name, form = _CONVENIENCE[key]
+        instances = [value]
+    else:
+        parsed = parse_header_property(key)
+        if parsed is None or len(parsed[0]) > FIELD_NAME_CHARS_MAX:
+            raise _invalid("not a header property (header:Name[:asForm][:all])", prop)
+        name, form, all_ = parsed
+        if not header_form_allowed(name, form):
+            raise _invalid(f"{name} cannot be set in the {form[2:]} form", prop)
+        if all_ and not isinstance(value, list):
+            raise _invalid("a header:...:all value is a list", prop)
+        instances = value if all_ else [value]
+    lines = []
+    for instance in instances:
+        if instance is None:
+            continue
+        if form == "asRaw":
+            lines.append(_raw(name, instance, prop))
+            continue
+        pieces = _RENDERERS[form](instance, prop)
+        if pieces:
+            lines.append(_fold(name, pieces))
+    return _Field(name.lower(), prop, b"".join(lines))
+
+
+def _check_duplicate(seen: dict[str, str], key: str, prop: str) -> None:
+    if key in seen:
+        raise _invalid(f"two properties set the {key} header field", seen[key], prop)
+    seen[key] = prop
+
+
+def _content_type(media: str, params: list[tuple[str, str]]) -> bytes:
+    pieces = [media]
+    for attribute, value in params:
+        pieces = pieces[:-1] + [pieces[-1] + ";"] + _parameter(attribute, value)
+    return _fold("Content-Type", pieces)
+
+
+def _parameter(attribute: str, value: str) -> list[str]:
+    """
+    One MIME parameter (RFC 2045 5.1): a token, a quoted string, or an RFC
+    2231 UTF-8 value split into continuations of at most 60 characters.
+    """
+    if _TOKEN.fullmatch(value):
+        return [f"{attribute}={value}"]
+    if value.isascii() and "=?" not in value and not _CONTROL.search(value) and len(value) <= 60:
+        return ['%s="%s"' % (attribute, value.replace("\\", "\\\\").replace('"', '\\"'))]
+    escaped = [chr(o) if o in _ATTRIBUTE_CHARS else f"%{o:02X}" for o in value.encode("utf-8")]
+    sections = _chunk(escaped, 60, "".join)
+    if len(sections) == 1:
+        return [f"{attribute}*=utf-8''{sections[0]}"]
+    pieces = [f"{attribute}*{i}*={s}" for i, s in enumerate(sections)]
+    pieces[0] = f"{attribute}*0*=utf-8''{sections[0]}"
+    return [piece + ";" for piece in pieces[:-1]] + pieces[-1:]
+
+
+# --- the MIME tree -------------------------------------------------------
+
+@attrs.define(eq=False)
+class _Part:
+    """
+    One planned body part: checked, not yet encoded.  A multipart has a
+    C{subtype} and C{children}; a leaf has C{text} (from bodyValues) or
+    C{blob_id}.
+    """
+    media_type: str
+    subtype: Optional[str] = None
+    children: list[_Part] = attrs.Factory(list)
+    text: Optional[str] = None
+    blob_id: Optional[str] = None
+    charset: Optional[str] = None
+    name: Optional[str] = None
+    disposition: Optional[str] = None
+    cid: Optional[str] = None
+    language: Optional[list[str]] = None
+    location: Optional[str] = None
+    extra: list[_Field] = attrs.Factory(list)
+
+
+def _get(obj: dict, key: str, path: str, kind: type) -> object:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise _invalid(f"{key} must be a {kind.__name__} or null", f"{path}/{key}" if path else key)
+    return value
+
+
+class _Planner:
+    """
+    Pass 1: check the body properties of the create and plan the MIME tree.
+    """
+
+    def __init__(self, email: dict) -> None:
+        self._email = email
+        self._values = self._body_values(email.get("bodyValues"))
+        self._used: set[str] = set()
+
+    @staticmethod
+    def _body_values(values: object) -> dict[str, str]:
+        if values is None:
+            return {}
+        if not isinstance(values, dict):
+            raise _invalid("bodyValues is an object", "bodyValues")
+        texts = {}
+        for part_id, body_value in values.items():
+            path = f"bodyValues/{part_id}"
+            if not isinstance(body_value, dict) or not isinstance(body_value.get("value"), str):
+                raise _invalid("an EmailBodyValue has a string value", path)
+            for key, flag in body_value.items():
+                if key not in ("value", "isTruncated", "isEncodingProblem"):
+                    raise _invalid(f"unknown EmailBodyValue property {key}", f"{path}/{key}")
+                if key != "value" and flag is not None and flag is not False:
+                    raise _invalid(f"{key} must be false or omitted (RFC 8621 4.6)", f"{path}/{key}")
+            texts[part_id] = body_value["value"]
+        return texts
+
+    def plan(self) -> _Part:
+        email = self._email
+        flat = [key for key in ("textBody", "htmlBody", "attachments") if email.get(key) is not None]
+        structure = email.get("bodyStructure")
+        if structure is not None:
+            if flat:
+                raise _invalid("bodyStructure excludes textBody, htmlBody and attachments",
+                               "bodyStructure", *flat)
+            return self._part(structure, "bodyStructure", 0, None)
+        return self._flat()
+
+    def _flat(self) -> _Part:
+        text = self._single("textBody", "text/plain")
+        html = self._single("htmlBody", "text/html")
+        listed = _get(self._email, "attachments", "", list) or []
+        attachments = [self._part(a, f"attachments/{i}", 1, None, flat=True) for i, a in enumerate(listed)]
+        inline = [a for a in attachments if html is not None and a.disposition == "inline" and a.cid]
+        others = [a for a in attachments if a not in inline]
+        for part in others:
+            if part.disposition is None:
+                part.disposition = "attachment"
+        body = html
+        if inline:
+            body = _Part("multipart/related", "related", [html, *inline])
+        if text is not None:
+            body = text if body is None else _Part("multipart/alternative", "alternative", [text, body])
+        if others:
+            return _Part("multipart/mixed", "mixed", ([body] if body else []) + others)
+        return body if body is not None else _Part("text/plain", text="")
+
+    def _single(self, key: str, media_type: str) -> Optional[_Part]:
+        parts = _get(self._email, key, "", list)
+        if parts is None:
+            return None
+        if len(parts) != 1:
+            raise _invalid(f"{key} holds exactly one body part (RFC 8621 4.6)", key)
+        part = self._part(parts[0], f"{key}/0", 1, media_type, flat=True)
+        if part.media_type != media_type:
+            raise _invalid(f"the {key} part is of type {media_type}", f"{key}/0/type")
+        return part
+
+    def _part(self, obj: object, path: str, depth: int, default_type: Optional[str],
+              flat: bool = False) -> _Part:
+        if depth > PART_DEPTH_MAX:
+            raise _invalid(f"body parts nest at most {PART_DEPTH_MAX} deep", path)
+        if not isinstance(obj, dict):
+            raise _invalid("an EmailBodyPart is an object", path)
+        for key, value in obj.items():
+            if key == "headers" and value:
+                raise _invalid("set header fields as header: properties (RFC 8621 4.6)", f"{path}/headers")
+            if key not in _PART_PROPERTIES and not key.startswith("header:"):
+                raise _invalid(f"unknown EmailBodyPart property {key}", f"{path}/{key}")
+        media = _get(obj, "type", path, str)
+        sub_parts = _get(obj, "subParts", path, list)
+        part_id = _get(obj, "partId", path, str)
+        blob_id = _get(obj, "blobId", path, str)
+        if media is None:
+            media = default_type or ("multipart/mixed" if sub_parts is not None
+                                     else "text/plain" if part_id is not None else "application/octet-stream")
+        if not _MEDIA_TYPE.fullmatch(media):
+            raise _invalid("type is a media type type/subtype, without parameters", f"{path}/type")
+        part = _Part(media.lower())
+        if part.media_type.startswith("multipart/"):
+            self._multipart(part, obj, path, depth, flat)
+        else:
+            self._leaf(part, obj, path, part_id, blob_id)
+        self._describe(part, obj, path)
+        return part
+
+    def _multipart(self, part: _Part, obj: dict, path: str, depth: int, flat: bool) -> None:
+        if flat:
+            raise _invalid("textBody, htmlBody and attachments hold no multipart", f"{path}/type")
+        for key in ("partId", "blobId", "charset", "size"):
+            if obj.get(key) is not None:
+                raise _invalid(f"a multipart has no {key}", f"{path}/{key}")
+        sub_parts = obj.get("subParts")
+        if not sub_parts:
+            raise _invalid("a multipart has a non-empty subParts", f"{path}/subParts")
+        part.subtype = part.media_type.split("/", 1)[1]
+        part.children = [self._part(child, f"{path}/subParts/{i}", depth + 1, None)
+                         for i, child in enumerate(sub_parts)]
+
+    def _leaf(self, part: _Part, obj: dict, path: str, part_id: Optional[str], blob_id: Optional[str]) -> None:
+        if obj.get("subParts") is not None:
+            raise _invalid("only a multipart has subParts", f"{path}/subParts")
+        if (part_id is None) == (blob_id is None):
+            raise _invalid("a body part has a partId or a blobId, not both", f"{path}/partId", f"{path}/blobId")
+        charset = _get(obj, "charset", path, str)
+        if part_id is not None:
+            for key in ("charset", "size"):
+                if obj.get(key) is not None:
+                    raise _invalid(f"{key} must be omitted with a partId (RFC 8621 4.6)", f"{path}/{key}")
+            if part_id not in self._values:
+                raise _invalid(f"partId {part_id} is not in bodyValues", f"{path}/partId")
+            if part_id in self._used:
+                raise _invalid(f"partId {part_id} is used twice", f"{path}/partId")
+            if not part.media_type.startswith("text/"):
+                raise _invalid("a part with a partId is of type text/*", f"{path}/type")
+            self._used.add(part_id)
+            part.text, part.charset = self._values[part_id], "utf-8"
+            return
+        if charset is not None and (not part.media_type.startswith("text/") or not _TOKEN.fullmatch(charset)):
+            raise _invalid("charset is a token, for text/* parts only", f"{path}/charset")
+        size = obj.get("size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise _invalid("size is an UnsignedInt", f"{path}/size")
+        part.blob_id, part.charset = blob_id, charset
+
+    @staticmethod
+    def _describe(part: _Part, obj: dict, path: str) -> None:
+        """The properties any part may have: name, disposition, cid, language, location, header:*."""
+        part.name = _get(obj, "name", path, str)
+        if part.name is not None and (_CONTROL.search(part.name) or len(part.name) > UNIT_CHARS_MAX):
+            raise _invalid("name holds no controls or line breaks", f"{path}/name")
+        disposition = _get(obj, "disposition", path, str)
+        if disposition is not None and not _TOKEN.fullmatch(disposition):
+            raise _invalid("disposition is a token such as attachment or inline", f"{path}/disposition")
+        part.disposition = disposition.lower() if disposition is not None else None
+        part.cid = _get(obj, "cid", path, str)
+        if part.cid is not None and (len(part.cid) > UNIT_CHARS_MAX or not _ANGLED_FREE.fullmatch(part.cid)):
+            raise _invalid("cid is printable ASCII without angle brackets", f"{path}/cid")
+        part.language = _get(obj, "language", path, list)
+        if part.language is not None and not all(
+                isinstance(tag, str) and _LANGUAGE.fullmatch(tag) for tag in part.language):
+            raise _invalid("language is a list of language tags", f"{path}/language")
+        part.location = _get(obj, "location", path, str)
+        if part.location is not None and (
+                len(part.location) > UNIT_CHARS_MAX or not _ANGLED_FREE.fullmatch(part.location)):
+            raise _invalid("location is a URI", f"{path}/location")
+        seen = {field: f"{path}/{key}" for key, field in _PART_FIELDS.items() if obj.get(key) is not None}
+        for key, value in obj.items():
+            if not key.startswith("header:"):
+                continue
+            field = _field(key, value, f"{path}/{key}")
+            if field.key in ("content-type", "content-disposition"):
+                raise _invalid("set type, charset, name and disposition instead", field.prop)
+            if field.key in _SERVER_FIELDS:
+                raise _invalid(f"the server writes {field.key}", field.prop)
+            _check_duplicate(seen, field.key, field.prop)
+            part.extra.append(field)
+
+
+def _parts(root: _Part):
+    yield root
+    for child in root.children:
+        yield from _parts(child)
+
+
+# --- pass 3: encoding ----------------------------------------------------
+
+def _encode_text(text: str, at_root: bool) -> tuple[str, bytes]:
+    """
+    @return: the transfer encoding and encoded body of C{text} as UTF-8 with
+        CRLF line breaks.  At the root of a message the body must end in
+        CRLF without the CRLF becoming content, so quoted-printable ends it
+        with a soft line break.
+    """
+    data = _NEWLINE.sub("\n", text).encode("utf-8")
+    if _SEVEN_BIT_TEXT.fullmatch(data) and max(map(len, data.split(b"\n"))) <= FOLD_COLUMN \
+            and not re.search(rb"[ \t](\n|$)", data) and (not at_root or not data or data.endswith(b"\n")):
+        return "7bit", data.replace(b"\n", CRLF)
+    if sum(o >= 0x80 for o in data) * 3 > len(data):
+        return "base64", _base64(data.replace(b"\n", CRLF))
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", CRLF)
+    if at_root and not encoded.endswith(CRLF):
+        encoded += b"=" + CRLF
+    return "quoted-printable", encoded
+
+
+def _base64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", CRLF)
+
+
+def _is_message_text(data: bytes) -> bool:
+    """Whether C{data} can go as 7bit/8bit: CRLF lines of at most 998 octets, no NUL."""
+    return data.endswith(CRLF) and b"\0" not in data \
+        and data.count(b"\r") == data.count(b"\n") == data.count(CRLF) \
+        and max(map(len, data.split(CRLF))) <= LINE_OCTETS_MAX
+
+
+class _Writer:
+    """
+    Pass 3: encode a planned tree into bytes, counting octets against the
+    limit and deriving each boundary from C{unique} and a counter.
+    """
+
+    def __init__(self, blobs: Mapping[str, bytes], unique: str, size_max: int) -> None:
+        self._blobs = blobs
+        self._seed = hashlib.sha256(unique.encode("utf-8")).hexdigest()[:24]
+        self._counter = 0
+        self._size_max = size_max
+        self.octets = 0
+
+    def count(self, octets: int, spent: bool = True) -> None:
+        """
+        Add C{octets} to the message size, or with C{spent=False} only check
+        that they would fit.
+        """
+        if self.octets + octets > self._size_max:
+            raise ComposeError("tooLarge", f"the message would pass {self._size_max} octets")
+        if spent:
+            self.octets += octets
+
+    def part(self, part: _Part, at_root: bool) -> tuple[bytes, bytes]:
+        """
+        @return: the part's header lines and its body.
+        """
+        if part.subtype is not None:
+            return self._multipart(part)
+        if part.text is not None:
+            cte, body = _encode_text(part.text, at_root)
+        else:
+            data = self._blobs[part.blob_id]
+            self.count(len(data), spent=False)  # fail before encoding: base64 only grows
+            if part.media_type in ("message/rfc822", "message/global") and _is_message_text(data):
+                cte, body = ("7bit" if data.isascii() else "8bit"), data
+            else:
+                cte, body = "base64", _base64(data)
+        self.count(len(body))
+        params = [("charset", part.charset)] if part.charset else []
+        if part.name is not None:
+            params.append(("name", part.name))
+        headers = [_content_type(part.media_type, params), b"Content-Transfer-Encoding: " + cte.encode() + CRLF]
+        if part.disposition is not None:
+            pieces = [part.disposition]
+            if part.name is not None:
+                pieces = [part.disposition + ";"] + _parameter("filename", part.name)
+            headers.append(_fold("Content-Disposition", pieces))
+        if part.cid is not None:
+            headers.append(_fold("Content-ID", [f"<{part.cid}>"]))
+        if part.language:
+            headers.append(_fold("Content-Language", _joined([[t] for t in part.language], ",")))
+        if part.location is not None:
+            headers.append(_fold("Content-Location", [part.location]))
+        headers.extend(field.lines for field in part.extra)
+        return b"".join(headers), body
+
+    def _multipart(self, part: _Part) -> tuple[bytes, bytes]:
+        chunks = []
+        for child in part.children:
+            headers, body = self.part(child, at_root=False)
+            chunks.append(headers + CRLF + body)
+        boundary = self._boundary(chunks)
+        delimiter = b"--" + boundary.encode("ascii")
+        body = b"".join(delimiter + CRLF + chunk + CRLF for chunk in chunks) + delimiter + b"--" + CRLF
+        self.count(len(body) - sum(map(len, chunks)))
+        params = []
+        if part.subtype == "related":  # RFC 2387 3.1: the root's type
+            params.append(("type", part.children[0].media_type))
+        params.append(("boundary", boundary))
+        headers = [_content_type(part.media_type, params)]
+        headers.extend(field.lines for field in part.extra)
+        return b"".join(headers), body
+
+    def _boundary(self, chunks: list[bytes]) -> str:
+        """
+        A boundary (RFC 2046 5.1.1) whose delimiter occurs in no child.  The
+        C{=_} start cannot occur in quoted-printable or base64 text, so the
+        loop almost never turns twice; when a 7bit text or a blob holds the
+        string, the counter moves on, still deterministically.
+        """
+        while True:
+            self._counter += 1
+            boundary = f"=_{self._seed}.{self._counter:03d}"
+            delimiter = b"--" + boundary.encode("ascii")
+            if not any(delimiter in chunk for chunk in chunks):
+                return boundary
+
+
+# --- the whole message ---------------------------------------------------
+
+def _top_fields(email: dict) -> list[_Field]:
+    """
+    Check the Email's header properties and the rest of its property names.
+    """
+    fields, seen = [], {}
+    for key, value in email.items():
+        if key in _METADATA or key in _BODY:
+            continue
+        if key == "headers":
+            if value:
+                raise _invalid("set header fields as header: properties (RFC 8621 4.6)", key)
+            continue
+        if key not in _CONVENIENCE and not key.startswith("header:"):
+            raise _invalid(f"{key} cannot be set on create", key)
+        field = _field(key, value, key)
+        if field.key.startswith("content-"):
+            raise _invalid("Content-* fields belong on body parts (RFC 8621 4.6)", key)
+        if field.key in _SERVER_FIELDS:
+            raise _invalid(f"the server writes {field.key}", key)
+        _check_duplicate(seen, field.key, key)
+        fields.append(field)
+    return fields
+
+
+def _fetch(root: _Part, blob: Callable[[str], Optional[bytes]]) -> dict[str, bytes]:
+    """Pass 2: every blob once; all missing ids in one error."""
+    found: dict[str, bytes] = {}
+    missing: list[str] = []
+    for part in _parts(root):
+        blob_id = part.blob_id
+        if blob_id is None or blob_id in found or blob_id in missing:
+            continue
+        data = blob(blob_id)
+        if data is None:
+            missing.append(blob_id)
+        else:
+            found[blob_id] = data
+    if missing:
+        raise ComposeError("blobNotFound", "no such blob: " + ", ".join(missing), not_found=missing)
+    return found
+
+
+def compose_message(email: dict, blob: Callable[[str], Optional[bytes]], now: str,
+                    message_id_domain: str, unique: str, size_max: int = 50_000_000) -> bytes:
+    """
+    Build the RFC 5322 message for an C{Email/set} create (RFC 8621 4.6).
+
+    @param email: the client's create object, already checked to be a dict.
+        C{mailboxIds}, C{keywords} and C{receivedAt} are metadata and ignored
+        here; server-set and unknown properties are refused.
+    @param blob: returns the octets of an uploaded blob the account owns, or
+        L{None}.  Called at most once per blob id.
+    @param now: the UTC date C{YYYY-MM-DDTHH:MM:SSZ} of the command, written
+        as Date when the create sets none (no clock is read).
+    @param message_id_domain: the right side of a generated Message-ID: a
+        dot-atom, from configuration.
+    @param unique: a string unique to this create, derived from replicated
+        counters: the left side of a generated Message-ID when it is a
+        dot-atom of at most 200 characters (else its SHA-256 is), and the
+        seed of every boundary.
+    @param size_max: the largest message accepted, in octets.
+    @return: the message, with CRLF line breaks, no line over 998 octets,
+        C{MIME-Version}, C{Date} and C{Message-ID} always present.
+    @raise ComposeError: C{invalidProperties} (with C{properties}),
+        C{blobNotFound} (with C{not_found}) or C{tooLarge}.
+    """
+    date = _parse_date(now)
+    if date is None or not now.endswith("Z") or not _DOT_ATOM_RE.fullmatch(message_id_domain):
+        raise ValueError(f"compose_message needs a UTCDate and a domain, not {now!r}, {message_id_domain!r}")
+    fields = _top_fields(email)
+    root = _Planner(email).plan()
+    seen = {field.key: field.prop for field in fields}
+    for field in root.extra:  # the root part's fields are the message's fields
+        if field.key in seen:
+            raise _invalid(f"the {field.key} field is set twice", seen[field.key], field.prop)
+    if "date" not in seen or not any(f.lines for f in fields if f.key == "date"):
+        fields.append(_Field("date", "", _fold("Date", [format_datetime(date)])))
+    if "message-id" not in seen or not any(f.lines for f in fields if f.key == "message-id"):
+        local = unique if len(unique) <= 200 and _DOT_ATOM_RE.fullmatch(unique) \
+            else hashlib.sha256(unique.encode("utf-8")).hexdigest()
+        fields.append(_Field("message-id", "", _fold("Message-ID", [f"<{local}@{message_id_domain}>"])))
+    blobs = _fetch(root, blob)
+    order = {id(field): i for i, field in enumerate(fields)}
+    fields.sort(key=lambda f: (_FIELD_ORDER.get(f.key, len(_FIELD_ORDER)), order[id(f)]))
+    writer = _Writer(blobs, unique, size_max)
+    writer.count(sum(len(f.lines) for f in fields))
+    part_headers, body = writer.part(root, at_root=True)
+    message = b"".join(f.lines for f in fields) + b"MIME-Version: 1.0\r\n" + part_headers + CRLF + body
+    if len(message) > size_max:
+        raise ComposeError("tooLarge", f"the message would pass {size_max} octets")
+    return message
