@@ -69,6 +69,12 @@ subject): with the field name and folding it still fits a 998-octet line."""
 FIELD_NAME_CHARS_MAX = 76
 """The longest header field name a client may create."""
 
+BOUNDARY_MARK = b"=_"
+"""How every boundary starts.  Quoted-printable and base64 never contain it,
+and text or blobs that do are not written as they are, so a client cannot
+plant a boundary (it can guess C{unique}) and make the search for a free one
+scan a large message many times."""
+
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _DOT_ATOM = rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*"
@@ -652,7 +658,8 @@ def _encode_text(text: str, at_root: bool) -> tuple[str, bytes]:
     """
     data = _NEWLINE.sub("\n", text).encode("utf-8")
     if _SEVEN_BIT_TEXT.fullmatch(data) and max(map(len, data.split(b"\n"))) <= FOLD_COLUMN \
-            and not re.search(rb"[ \t](\n|$)", data) and (not at_root or not data or data.endswith(b"\n")):
+            and not re.search(rb"[ \t](\n|$)", data) and (not at_root or not data or data.endswith(b"\n")) \
+            and BOUNDARY_MARK not in data:
         return "7bit", data.replace(b"\n", CRLF)
     if sum(o >= 0x80 for o in data) * 3 > len(data):
         return "base64", _base64(data.replace(b"\n", CRLF))
@@ -667,8 +674,8 @@ def _base64(data: bytes) -> bytes:
 
 
 def _is_message_text(data: bytes) -> bool:
-    """Whether C{data} can go as 7bit/8bit: CRLF lines of at most 998 octets, no NUL."""
-    return data.endswith(CRLF) and b"\0" not in data \
+    """Whether C{data} can go as 7bit/8bit: CRLF lines of at most 998 octets, no NUL, no boundary mark."""
+    return data.endswith(CRLF) and b"\0" not in data and BOUNDARY_MARK not in data \
         and data.count(b"\r") == data.count(b"\n") == data.count(CRLF) \
         and max(map(len, data.split(CRLF))) <= LINE_OCTETS_MAX
 
@@ -749,17 +756,24 @@ class _Writer:
 
     def _boundary(self, chunks: list[bytes]) -> str:
         """
-        A boundary (RFC 2046 5.1.1) whose delimiter occurs in no child.  The
-        C{=_} start cannot occur in quoted-printable or base64 text, so the
-        loop almost never turns twice; when a 7bit text or a blob holds the
-        string, the counter moves on, still deterministically.
+        A boundary (RFC 2046 5.1.1) whose delimiter occurs in no child.  No
+        encoded leaf holds L{BOUNDARY_MARK} and nested boundaries have
+        smaller counters, so the next counter is normally free; a part
+        header could still hold a candidate, so one scan finds every
+        counter the children make unusable (a delimiter must not even be a
+        prefix of a longer string in them) and the first free one is taken.
         """
-        while True:
+        prefix = b"--" + BOUNDARY_MARK + self._seed.encode("ascii") + b"."
+        taken = set()
+        for chunk in chunks:
+            for match in re.finditer(re.escape(prefix) + rb"(\d{3,9})", chunk):
+                digits = match.group(1)
+                taken.update(int(digits[:n]) for n in range(3, len(digits) + 1)
+                             if digits[:n] == b"%03d" % int(digits[:n]))
+        self._counter += 1
+        while self._counter in taken:
             self._counter += 1
-            boundary = f"=_{self._seed}.{self._counter:03d}"
-            delimiter = b"--" + boundary.encode("ascii")
-            if not any(delimiter in chunk for chunk in chunks):
-                return boundary
+        return f"{BOUNDARY_MARK.decode()}{self._seed}.{self._counter:03d}"
 
 
 # --- the whole message ---------------------------------------------------

@@ -604,19 +604,31 @@ class DeterminismTests(WellFormedMixin, SynchronousTestCase):
 
     def test_boundary_collision(self) -> None:
         """
-        A text or blob holding the boundary the server would pick gets a
-        different boundary, so the message still parses as sent.
+        Text or blobs holding the boundaries the server would pick are
+        encoded so they cannot collide; part headers holding them make the
+        server skip those counters, prefixes included (RFC 2046 5.1.1).
         """
         boundary = parse(build(self.EMAIL, {"b": b"blob"})).get_boundary()
         prefix = boundary.rsplit(".", 1)[0]
         hostile = "".join(f"--{prefix}.{i:03d}\n--{prefix}.{i:03d}--\n" for i in range(1, 8))
-        email_obj = {**self.EMAIL, "bodyValues": {"t": {"value": hostile}, "h": {"value": hostile}}}
+        planted = " ".join(f"--{prefix}.{i:03d}" for i in range(1, 6)) + f" --{prefix}.0061"
+        email_obj = {**self.EMAIL, "bodyValues": {"t": {"value": hostile}, "h": {"value": hostile}},
+                     "textBody": [{"partId": "t", "header:X-Planted": " " + planted}]}
         raw = build(email_obj, {"b": hostile.encode()})
         self.assertWellFormed(raw)
         msg = parse(raw)
         self.assertEqual(text_of(msg.get_body(("plain",))), hostile)
         self.assertEqual(text_of(msg.get_body(("html",))), hostile)
         self.assertEqual(next(msg.iter_attachments()).get_payload(decode=True), hostile.encode())
+        self.assertEqual(msg.get_body(("plain",))["X-Planted"], planted)
+        boundaries = re.findall(rb'boundary="([^"]+)"', raw)
+        self.assertEqual([b.rsplit(b".", 1)[1] for b in boundaries], [b"008", b"007", b"001"])  # mixed, alternative, related
+
+    def test_message_blob_with_mark(self) -> None:
+        """A message/rfc822 blob holding the boundary mark is base64, never planted as is."""
+        raw = build({"bodyStructure": {"type": "multipart/mixed", "subParts": [
+            {"blobId": "m", "type": "message/rfc822"}]}}, {"m": b"Subject: x\r\n\r\n--=_\r\n"})
+        self.assertIn(b"Content-Transfer-Encoding: base64", raw)
 
     def test_error_to_set_error(self) -> None:
         """ComposeError becomes the SetError of RFC 8620 5.3."""
