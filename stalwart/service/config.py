@@ -139,6 +139,19 @@ def _host_list(text: str) -> tuple[str, ...]:
     return tuple(entry.strip() for entry in text.split(separator) if entry.strip())
 
 
+def _is_network(value: object) -> bool:
+    """
+    Whether C{value} is an IP address or a network in CIDR notation.
+    """
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_http_url(value: object) -> bool:
     if not isinstance(value, str) or any(c.isspace() for c in value):
         return False
@@ -169,6 +182,11 @@ HOST_LIST = Kind(
     "a list of host or host:port separated by ';'",
     _host_list,
     lambda v: isinstance(v, tuple) and all(_is_endpoint(e) for e in v),
+)
+NETWORK_LIST = Kind(
+    "a list of IP addresses or networks (CIDR) separated by ';'",
+    _host_list,
+    lambda v: isinstance(v, tuple) and all(_is_network(e) for e in v),
 )
 HTTP_URL = Kind(
     "an http:// or https:// URL without query or fragment",
@@ -283,6 +301,28 @@ KEYS: tuple[Key, ...] = (
         "Port for cluster RPC over TCP and gossip over UDP."),
     Key("read-replica", False, BOOLEAN,
         "Replicate and serve reads, but never vote or lead (true or false)."),
+    Key("lmtp-bind-addr", "127.0.0.1", HOST,
+        "IP address the LMTP listener (RFC 2033) binds; the MTA hands mail over there."),
+    Key("lmtp-port", 11200, PORT,
+        "TCP port of the LMTP listener; 0 disables LMTP."),
+    Key("lmtp-cert-path", None, PATH,
+        "PEM certificate (chain) offered by LMTP STARTTLS; give it with lmtp-key-path.",
+        "none: no STARTTLS"),
+    Key("lmtp-key-path", None, PATH,
+        "Unencrypted PEM private key for LMTP STARTTLS; give it with lmtp-cert-path.",
+        "none: no STARTTLS"),
+    Key("lmtp-tls-only", False, BOOLEAN,
+        "Refuse mail transactions (530) until the client has done STARTTLS; "
+        "needs lmtp-cert-path and lmtp-key-path."),
+    Key("lmtp-trusted-ips", ("127.0.0.1", "::1"), NETWORK_LIST,
+        "Addresses or CIDR networks allowed to connect to LMTP, separated by ';'; "
+        "others get 554 and are disconnected. LMTP has no authentication: only "
+        "the MTA may reach it.",
+        "127.0.0.1;::1"),
+    Key("mail-max-size", 50_000_000, SIZE,
+        "Largest message accepted by LMTP, in bytes (announced as SIZE). Like an "
+        "upload, a message travels through the replicated log and is held in "
+        "memory while it arrives, so it matches max-size-upload."),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
@@ -393,6 +433,20 @@ class ServerConfig:
     """Port of cluster RPC (TCP) and gossip (UDP)."""
     read_replica: bool = _field("read-replica")
     """Whether this node only replicates and serves reads."""
+    lmtp_bind_addr: str = _field("lmtp-bind-addr")
+    """IP address of the LMTP listener."""
+    lmtp_port: int = _field("lmtp-port")
+    """TCP port of the LMTP listener (0: LMTP disabled)."""
+    lmtp_cert_path: Optional[str] = _field("lmtp-cert-path")
+    """PEM certificate for LMTP STARTTLS, or C{None}: no STARTTLS."""
+    lmtp_key_path: Optional[str] = _field("lmtp-key-path")
+    """PEM private key for LMTP STARTTLS, or C{None}: no STARTTLS."""
+    lmtp_tls_only: bool = _field("lmtp-tls-only")
+    """Whether mail transactions need STARTTLS first."""
+    lmtp_trusted_ips: tuple[str, ...] = _field("lmtp-trusted-ips", converter=_tuple)
+    """Addresses and networks allowed to use LMTP."""
+    mail_max_size: int = _field("mail-max-size")
+    """Largest message accepted by LMTP, in bytes."""
 
     def __attrs_post_init__(self) -> None:
         if (self.jmap_cert_path is None) != (self.jmap_key_path is None):
@@ -404,6 +458,17 @@ class ServerConfig:
             raise ConfigError(
                 f"{given}: given without {missing} (give both for HTTPS, or neither)"
             )
+        if (self.lmtp_cert_path is None) != (self.lmtp_key_path is None):
+            given, missing = (
+                ("lmtp-cert-path", "lmtp-key-path")
+                if self.lmtp_key_path is None
+                else ("lmtp-key-path", "lmtp-cert-path")
+            )
+            raise ConfigError(
+                f"{given}: given without {missing} (give both for STARTTLS, or neither)"
+            )
+        if self.lmtp_tls_only and self.lmtp_cert_path is None:
+            raise ConfigError("lmtp-tls-only: needs lmtp-cert-path and lmtp-key-path")
 
     @property
     def tls(self) -> bool:

@@ -49,6 +49,9 @@ class KeyTableTests(SynchronousTestCase):
             "encryption-key": None, "seed-nodes": (), "rpc-advertise-addr": None,
             "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "read-replica": False,
             "jmap-cert-path": None, "jmap-key-path": None, "jmap-url": None,
+            "lmtp-bind-addr": "127.0.0.1", "lmtp-port": 11200, "lmtp-cert-path": None,
+            "lmtp-key-path": None, "lmtp-tls-only": False,
+            "lmtp-trusted-ips": ("127.0.0.1", "::1"), "mail-max-size": 50_000_000,
         }
         self.assertEqual({key.name: key.default for key in KEYS}, expected)
 
