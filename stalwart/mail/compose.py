@@ -75,7 +75,8 @@ and text or blobs that do are not written as they are, so a client cannot
 plant a boundary (it can guess C{unique}) and make the search for a free one
 scan a large message many times."""
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")  # and lone surrogates
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _DOT_ATOM = rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*"
 _QUOTED = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
@@ -489,8 +490,9 @@ class _Planner:
         texts = {}
         for part_id, body_value in values.items():
             path = f"bodyValues/{part_id}"
-            if not isinstance(body_value, dict) or not isinstance(body_value.get("value"), str):
-                raise _invalid("an EmailBodyValue has a string value", path)
+            if not isinstance(body_value, dict) or not isinstance(body_value.get("value"), str) \
+                    or _SURROGATE.search(body_value["value"]):
+                raise _invalid("an EmailBodyValue has a string value of Unicode scalars", path)
             for key, flag in body_value.items():
                 if key not in ("value", "isTruncated", "isEncodingProblem"):
                     raise _invalid(f"unknown EmailBodyValue property {key}", f"{path}/{key}")

@@ -54,15 +54,19 @@ def text(value: str) -> dict:
 
 
 class WellFormedMixin:
-    def assertWellFormed(self, raw: bytes) -> None:
-        """CRLF only, no line over 998 octets, ends in CRLF, an ASCII header."""
+    def assertWellFormed(self, raw: bytes, ascii_head: bool = True) -> None:
+        """
+        CRLF only, no line over 998 octets, ends in CRLF, an ASCII header
+        (unless C{ascii_head} is false: a Raw header value may be UTF-8, RFC
+        6532).
+        """
         self.assertNotIn(b"\r", raw.replace(b"\r\n", b""))
         self.assertNotIn(b"\n", raw.replace(b"\r\n", b""))
         self.assertTrue(raw.endswith(b"\r\n"))
         for line in raw.split(b"\r\n"):
             self.assertLessEqual(len(line), 998)
         head = raw.split(b"\r\n\r\n", 1)[0]
-        self.assertTrue(head.isascii())
+        self.assertTrue(head.isascii() or not ascii_head)
         for name in (b"MIME-Version: 1.0\r\n", b"\r\nDate: ", b"\r\nMessage-ID: "):
             self.assertIn(name, b"\r\n" + head + b"\r\n")
 
@@ -202,6 +206,12 @@ class HeaderTests(WellFormedMixin, SynchronousTestCase):
         self.assertEqual(parse(raw).get_all("Comments"), ["first", "second"])
         self.assertEqual(headers.as_message_ids(header_value(raw, "X-Ids")), ["a@b", "c@d"])
         self.assertNotIn(b"X-Unset", raw)
+
+    def test_raw_utf8(self) -> None:
+        """A Raw value may be UTF-8 (RFC 8621 4.1.2.1, RFC 6532): it is written as UTF-8."""
+        raw = build({"header:X-Raw": " " + FRENCH})
+        self.assertWellFormed(raw, ascii_head=False)
+        self.assertIn(b"X-Raw: " + FRENCH.encode("utf-8") + b"\r\n", raw)
 
     def test_grouped_addresses(self) -> None:
         """asGroupedAddresses keeps groups, including empty ones and encoded group names."""
@@ -635,3 +645,61 @@ class DeterminismTests(WellFormedMixin, SynchronousTestCase):
         error = self.assertRaises(ComposeError, build, {"subject": 1})
         self.assertEqual(error.to_set_error().to_json(), {
             "type": "invalidProperties", "description": error.description, "properties": ["subject"]})
+
+
+class HostileInputTests(WellFormedMixin, SynchronousTestCase):
+    """
+    No create object, however malformed, does anything but build a message
+    or raise L{ComposeError} (DESIGN.md section 5).
+    """
+
+    def test_lone_surrogates(self) -> None:
+        """JSON may carry lone surrogates; they are invalid, not a UnicodeEncodeError."""
+        self.assertInvalid({"subject": "a\ud800"}, "subject")
+        self.assertInvalid({"to": [{"name": "\udfff", "email": "a@b"}]}, "to")
+        self.assertInvalid({"header:X-A": " \ud800"}, "header:X-A")
+        self.assertInvalid(text("\ud800"), "bodyValues/t")
+        self.assertInvalid({"attachments": [{"blobId": "b", "name": "\ud800"}]}, "attachments/0/name",
+                           blobs={"b": b""})
+
+    def test_random_creates(self) -> None:
+        """Random create objects (seeded) build well-formed messages or raise ComposeError."""
+        rng = random.Random(4_6_8621)
+        scalars = [None, True, False, 0, -1, 1.5, "", " ", "x", "a@b", "text/plain", "multipart/mixed",
+                   "inline", "attachment", "t", "u", "b", "missing", FRENCH, EMOJI, "\ud800", "a\r\nb",
+                   "2024-01-01T00:00:00Z", "=?utf-8?q?x?=", "--=_", "x" * 1200]
+        keys = ["from", "to", "subject", "sentAt", "messageId", "headers", "header:X-A",
+                "header:X-A:asText", "header:X-A:asAddresses:all", "header:To:asGroupedAddresses",
+                "header:List-Post:asURLs", "header:Content-Type", "bodyStructure", "textBody",
+                "htmlBody", "attachments", "bodyValues", "keywords"]
+        part_keys = ["partId", "blobId", "type", "subParts", "name", "disposition", "cid", "charset",
+                     "size", "language", "location", "header:X-P", "header:Content-ID:asText", "headers"]
+
+        def value(depth: int):
+            roll = rng.random()
+            if depth > 3 or roll < 0.5:
+                return rng.choice(scalars)
+            if roll < 0.7:
+                return [value(depth + 1) for _ in range(rng.randrange(3))]
+            if roll < 0.85:
+                return {"name": value(depth + 1), "email": value(depth + 1)}
+            return part(depth + 1)
+
+        def part(depth: int) -> dict:
+            return {rng.choice(part_keys): value(depth + 1) for _ in range(rng.randrange(5))}
+
+        outcomes = {"built": 0, "refused": 0}
+        for _ in range(3000):
+            obj = {rng.choice(keys): value(0) for _ in range(rng.randrange(5))}
+            if rng.random() < 0.5:
+                obj["bodyValues"] = {"t": {"value": rng.choice(scalars)}, "u": {"value": "u"}}
+            try:
+                raw = build(obj, {"b": b"blob", "x": b"x"})
+            except ComposeError:
+                outcomes["refused"] += 1
+            else:
+                self.assertWellFormed(raw, ascii_head=False)
+                parse(raw)
+                outcomes["built"] += 1
+        self.assertGreater(outcomes["built"], 100)
+        self.assertGreater(outcomes["refused"], 100)
