@@ -15,7 +15,9 @@ durable.
 
 The core never reads files: terms of stable entries come from the segment
 log's in-memory index (C{term_of}), payloads that are not in memory are the
-driver's business (it loads the unapplied tail at start).
+driver's business (it loads the unapplied tail at start, and may give a
+C{read_stable} callable so that a leader can send old entries to a follower
+that lags behind, or to a new member).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class RaftLog:
         term_of: Callable[[int], int],
         tail: Sequence[Entry] = (),
         applied: int = 0,
+        read_stable: Optional[Callable[[int, int, int], Sequence[Entry]]] = None,
     ) -> None:
         """
         @param stable_last: last index on disk.
@@ -41,9 +44,13 @@ class RaftLog:
         @param tail: stable entries after C{applied}, read by the driver at
             start so that they can be applied once committed again.
         @param applied: the state machine's last applied index.
+        @param read_stable: C{read_stable(lo, hi, bytes_max)} returns stable
+            entries C{lo}..C{hi} (fewer once C{bytes_max} is passed, at
+            least one); None when old entries cannot be read back.
         """
         assert applied <= stable_last, (applied, stable_last)
         self._term_of = term_of
+        self._read_stable = read_stable
         self.stable_last = stable_last
         self._mem: List[Entry] = list(tail)
         self._mem_first = self._mem[0].index if self._mem else stable_last + 1
@@ -82,15 +89,23 @@ class RaftLog:
 
     def entries(self, lo: int, hi: int, bytes_max: int) -> Optional[List[Entry]]:
         """
-        Entries C{lo}..C{hi} inclusive from memory, stopping once C{bytes_max}
-        is passed (at least one entry is returned).  None when C{lo} is no
-        longer in memory.
+        Entries C{lo}..C{hi} inclusive, stopping once C{bytes_max} is passed
+        (at least one entry is returned).  None when C{lo} is no longer in
+        memory and there is no C{read_stable}.
         """
         if lo > hi:
             return []
+        out: List[Entry] = []
+        size = 0
         if lo < self._mem_first:
-            return None
-        out, size = [], 0
+            if self._read_stable is None:
+                return None
+            out = list(self._read_stable(lo, min(hi, self._mem_first - 1), bytes_max))
+            assert out and out[0].index == lo, (lo, out[:1])
+            size = sum(e.size() for e in out)
+            if out[-1].index < min(hi, self._mem_first - 1) or size > bytes_max:
+                return out
+            lo = out[-1].index + 1
         for entry in self._mem[lo - self._mem_first : hi - self._mem_first + 1]:
             size += entry.size()
             if out and size > bytes_max:
