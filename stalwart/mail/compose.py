@@ -93,6 +93,7 @@ _MSG_ID = re.compile(rf"{_ID_HALF}@{_ID_HALF}")
 _ANGLED_FREE = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII but <, >
 _LANGUAGE = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})")
+_HIGH_OCTETS = bytes(range(0x80, 0x100))
 _NEWLINE = re.compile(r"\r\n?")
 _SEVEN_BIT_TEXT = re.compile(rb"[\t\n\x20-\x7e]*")
 _Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
@@ -663,7 +664,8 @@ def _encode_text(text: str, at_root: bool) -> tuple[str, bytes]:
             and not re.search(rb"[ \t](\n|$)", data) and (not at_root or not data or data.endswith(b"\n")) \
             and BOUNDARY_MARK not in data:
         return "7bit", data.replace(b"\n", CRLF)
-    if sum(o >= 0x80 for o in data) * 3 > len(data):
+    non_ascii = len(data) - len(data.translate(None, _HIGH_OCTETS))
+    if non_ascii * 3 > len(data):
         return "base64", _base64(data.replace(b"\n", CRLF))
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", CRLF)
     if at_root and not encoded.endswith(CRLF):
