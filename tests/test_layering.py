@@ -32,6 +32,9 @@ CORES = [
     "auth/passwords.py",
     "auth/ratelimit.py",
     "auth/header.py",
+    "mail/compose.py",
+    "mail/headers.py",
+    "mail/query.py",
 ]
 
 FORBIDDEN = ("twisted.internet.reactor", "twisted.internet.task", "twisted.internet.threads",

@@ -22,6 +22,7 @@ from stalwart.jmap.ids import check_creation_id
 from stalwart.jmap.methods.standard import resolve_id
 from stalwart.jmap.patch import PatchError, apply_patch
 from stalwart.mail import emails as store
+from stalwart.mail.compose import ComposeError
 from stalwart.mail.headers import parse_header_property
 from stalwart.mail.query import compile_filter, compile_sort, fts_query
 from stalwart.store.changes import UPDATED, CannotCalculate, changes_since, record_change, state_of
@@ -382,6 +383,7 @@ class EmailMethods:
 
     def apply_set(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
+        self._created_in_entry = 0
         old_state = state_of(tx, account, store.EMAIL)
         if args["ifInState"] is not None and args["ifInState"] != old_state:
             raise MethodError("stateMismatch", f"state is {old_state}")
@@ -444,15 +446,14 @@ class EmailMethods:
         def blob(blob_id):
             return ctx.blobs.read(blob_id) if _owned_blob(tx, account, blob_id) else None
 
-        unique = f"{account}.{ctx.index}.{creation_id}"
+        # Unique in the cluster (log index, then position in the request)
+        # and telling recipients nothing about the account.
+        self._created_in_entry = getattr(self, "_created_in_entry", 0) + 1
+        unique = f"{ctx.index}.{self._created_in_entry}"
         try:
             raw = self._compose(content, blob, now, self._domain, unique)
-        except Exception as error:  # ComposeError carries the SetError type
-            kind = getattr(error, "type", None)
-            if kind is None:
-                raise
-            extra = {"properties": error.properties} if getattr(error, "properties", None) else {}
-            return SetError(kind, str(getattr(error, "description", error)), **extra)
+        except ComposeError as error:
+            return error.to_set_error()
         blob_id = ctx.blobs.write(raw)
         try:
             add_blob(tx, account, blob_id, len(raw), "message/rfc822", now)
