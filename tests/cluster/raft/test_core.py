@@ -16,6 +16,7 @@ from stalwart.cluster.raft.hardstate import HardState
 from stalwart.cluster.raft.log import RaftLog
 from stalwart.cluster.raft.messages import (
     ENTRY_NOOP,
+    ENTRY_NORMAL,
     AppendEntries,
     AppendEntriesResponse,
     Entry,
@@ -42,12 +43,34 @@ class MemoryStorage:
             del self.entries[first - 1 :]
             self.entries.extend(ready.entries)
 
+    def read(self, lo: int, hi: int, bytes_max: int) -> List[Entry]:
+        """Stable entries lo..hi, as the driver would read them back from segments."""
+        out, size = [], 0
+        for entry in self.entries[lo - 1 : hi]:
+            size += entry.size()
+            if out and size > bytes_max:
+                break
+            out.append(entry)
+        return out
 
-def make_core(node_id: str, voters, storage: MemoryStorage = None, applied: int = 0, seed: int = 1) -> RaftCore:
+
+def make_core(
+    node_id: str,
+    voters,
+    storage: MemoryStorage = None,
+    applied: int = 0,
+    seed: int = 1,
+    config: RaftConfig = None,
+    learners=frozenset(),
+    read_replica: bool = False,
+) -> RaftCore:
     storage = storage or MemoryStorage()
     tail = storage.entries[applied:]
-    log = RaftLog(len(storage.entries), storage.term_at, tail, applied)
-    core = RaftCore(RaftConfig(), node_id, log, storage.hard_state, frozenset(voters), random.Random(seed))
+    log = RaftLog(len(storage.entries), storage.term_at, tail, applied, read_stable=storage.read)
+    core = RaftCore(
+        config or RaftConfig(), node_id, log, storage.hard_state, frozenset(voters),
+        random.Random(seed), learners=frozenset(learners), read_replica=read_replica,
+    )
     core.storage = storage
     return core
 
@@ -61,27 +84,68 @@ def handle(core: RaftCore):
 
 
 class Cluster:
-    """Nodes joined by a perfect network that delivers when told to."""
+    """
+    Nodes joined by a perfect network that delivers when told to.
+    C{cut} isolates nodes both ways; C{drop} holds (sender, recipient) pairs
+    whose messages are lost (one-way partitions).
+    """
 
-    def __init__(self, names, seed: int = 1) -> None:
-        self.nodes: Dict[str, RaftCore] = {n: make_core(n, names, seed=seed + i) for i, n in enumerate(names)}
-        self.applied: Dict[str, List[Entry]] = {n: [] for n in names}
+    def __init__(self, names, seed: int = 1, config: RaftConfig = None, learners=()) -> None:
+        self.config = config or RaftConfig()
+        self.nodes: Dict[str, RaftCore] = {}
+        self.applied: Dict[str, List[Entry]] = {}
         self.cut = set()
+        self.drop = set()
+        self.sent: List = []
+        for i, name in enumerate(list(names) + list(learners)):
+            self.add(name, names, learners, seed=seed + i)
 
-    def run(self, rounds: int = 20) -> None:
+    def add(self, name, voters=(), learners=(), seed: int = 99, read_replica: bool = False) -> RaftCore:
+        core = make_core(name, voters, seed=seed, config=self.config, learners=learners,
+                         read_replica=read_replica)
+        self.nodes[name] = core
+        self.applied[name] = []
+        return core
+
+    def data(self, name) -> List[bytes]:
+        """Applied client data on C{name}."""
+        return [e.data for e in self.applied[name] if e.kind == ENTRY_NORMAL and e.data]
+
+    def run(self, rounds: int = 50) -> None:
         for _ in range(rounds):
             moved = False
-            for name, core in self.nodes.items():
+            for name, core in list(self.nodes.items()):
                 while core.has_ready():
                     ready = handle(core)
                     self.applied[name].extend(ready.committed)
                     for message in ready.messages:
-                        if name in self.cut or message.recipient in self.cut:
+                        self.sent.append(message)
+                        if {name, message.recipient} & self.cut:
                             continue
-                        self.nodes[message.recipient].step(message)
-                        moved = True
+                        if (name, message.recipient) in self.drop:
+                            continue
+                        if message.recipient in self.nodes:
+                            self.nodes[message.recipient].step(message)
+                            moved = True
             if not moved:
                 return
+
+    def tick(self, times: int = 1, only=None) -> None:
+        """Tick every node (or those in C{only}) C{times} times, delivering after each."""
+        for _ in range(times):
+            for name, core in self.nodes.items():
+                if only is None or name in only:
+                    core.tick()
+            self.run()
+
+    def elect(self, name: str) -> RaftCore:
+        self.nodes[name].campaign()
+        self.run()
+        assert self.nodes[name].role == LEADER
+        return self.nodes[name]
+
+    def leaders(self) -> List[str]:
+        return sorted(n for n, c in self.nodes.items() if c.role == LEADER)
 
 
 class SingleNodeTests(SynchronousTestCase):
