@@ -41,8 +41,8 @@ class UnsupportedMessage(Exception):
 class Hello(amp.Command):
     """Admission step 1: the client's protocol version and nonce; the server's in answer."""
 
-    arguments = [(b"version", amp.Integer()), (b"nonce", amp.Bytes())]
-    response = [(b"version", amp.Integer()), (b"nonce", amp.Bytes())]
+    arguments = [(b"version", amp.Integer()), (b"nonce", amp.String())]
+    response = [(b"version", amp.Integer()), (b"nonce", amp.String())]
     errors = {AdmissionRefused: b"REFUSED"}
     fatalErrors = {AdmissionRefused: b"REFUSED"}
 
@@ -50,8 +50,8 @@ class Hello(amp.Command):
 class Prove(amp.Command):
     """Admission step 3: the client's proof; the server's proof in answer."""
 
-    arguments = [(b"proof", amp.Bytes())]
-    response = [(b"proof", amp.Bytes())]
+    arguments = [(b"proof", amp.String())]
+    response = [(b"proof", amp.String())]
     errors = {AdmissionRefused: b"REFUSED"}
     fatalErrors = {AdmissionRefused: b"REFUSED"}
 

@@ -1,0 +1,310 @@
+# -*- test-case-name: tests.cluster.rpc.test_protocol -*-
+"""
+The AMP protocol of cluster RPC, both sides (DESIGN.md section 3).
+
+On a new connection the client runs the admission exchange of
+L{stalwart.cluster.rpc.auth} (C{Hello}, C{Prove}); until it succeeds, the
+server accepts nothing else: any other box, an unknown command, a box over
+L{HANDSHAKE_BOX_BYTES_MAX} or a connection still unadmitted after the
+timeout closes the connection at once and is counted.  Only then are
+C{RaftMessage}s decoded and handed to C{deliver}, one by one, in order.
+The client accepts no commands at all, only answers to its own.
+
+Untrusted bytes never raise out of C{dataReceived}: AMP framing errors,
+unknown answer tags, undecodable arguments and oversized boxes are each
+counted under C{refused_<reason>} in the shared C{counters} and end the
+connection.  Errors raised by C{deliver} itself are bugs and are logged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, List, Optional
+
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.interfaces import IReactorTime, ITransport
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+
+from stalwart.logs import observer
+
+from stalwart.cluster.raft.messages import Message
+from stalwart.cluster.rpc import auth, codec
+from stalwart.cluster.rpc.commands import (
+    AdmissionRefused,
+    Hello,
+    MalformedArguments,
+    Prove,
+    RaftMessage,
+    UnsupportedMessage,
+)
+
+__all__ = ["ServerProtocol", "ClientProtocol", "AdmissionFailed", "HANDSHAKE_BOX_BYTES_MAX"]
+
+#: Largest box accepted before admission (and by a client): a hello is ~100 bytes.
+HANDSHAKE_BOX_BYTES_MAX = 4096
+
+#: Returns the TLS channel binding of a transport (L{stalwart.cluster.rpc.tls}).
+Binding = Callable[[ITransport], bytes]
+
+
+class AdmissionFailed(Exception):
+    """The connection closed before both sides were admitted."""
+
+
+class _Connection(amp.AMP):
+    """What both sides share: box limits, refusals, the admission timer."""
+
+    log = Logger(observer=observer)
+
+    def __init__(self, *, key: bytes, urandom: Callable[[int], bytes], clock: IReactorTime,
+                 binding: Binding, counters: Counter, timeout_seconds: float) -> None:
+        super().__init__()
+        self._key = key
+        self._urandom = urandom
+        self._clock = clock
+        self._binding = binding
+        self._counters = counters
+        self._timeout_seconds = timeout_seconds
+        self._timer: Any = None
+        self._box_bytes = 0
+        self._closed = False
+        self._lost_waiters: List[Deferred] = []
+        self.is_lost = False
+
+    def _admitted(self) -> bool:
+        raise NotImplementedError
+
+    def _box_bytes_max(self) -> int:
+        return HANDSHAKE_BOX_BYTES_MAX
+
+    def _accepts(self, command: str) -> bool:
+        return False
+
+    def when_lost(self) -> Deferred:
+        """A Deferred that fires with None once the connection is closed."""
+        d: Deferred = Deferred()
+        if self.is_lost:
+            d.callback(None)
+        else:
+            self._lost_waiters.append(d)
+        return d
+
+    def connectionMade(self) -> None:
+        self._timer = self._clock.callLater(self._timeout_seconds, self._refuse, "timeout")
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _refuse(self, reason: str, abort: bool = True) -> None:
+        """Count, log and (unless a fatal AMP error closes it instead) abort the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_timer()
+        self._counters[f"refused_{reason}"] += 1
+        self.log.warn("RPC {peer} refused: {reason}", peer=self.transport.getPeer(), reason=reason)
+        if abort:
+            self.transport.abortConnection()
+
+    # Untrusted input, from the framing up.
+
+    def stringReceived(self, string: bytes) -> None:
+        if self._closed:
+            return
+        self._box_bytes += len(string) + 2
+        if self._box_bytes > self._box_bytes_max():
+            self._refuse("oversized")
+            return
+        super().stringReceived(string)
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        self._refuse("malformed")
+
+    def ampBoxReceived(self, box: amp.AmpBox) -> None:
+        self._box_bytes = 0
+        if self._closed:
+            return
+        reason = self._check(box)
+        if reason is not None:
+            self._refuse(reason)
+            return
+        super().ampBoxReceived(box)
+
+    def _check(self, box: amp.AmpBox) -> Optional[str]:
+        """Why C{box} must not be processed, or None."""
+        if amp.COMMAND in box:
+            try:
+                name = box[amp.COMMAND].decode("ascii")
+            except UnicodeDecodeError:
+                return "malformed"
+            return None if self._accepts(name) else ("premature" if not self._admitted() else "unexpected")
+        tag = box.get(amp.ANSWER, box.get(amp.ERROR))
+        if tag is None or tag not in self._outstandingRequests:
+            return "malformed"
+        if amp.ERROR in box and not (amp.ERROR_CODE in box and amp.ERROR_DESCRIPTION in box):
+            return "malformed"
+        return None
+
+    def locateResponder(self, name: bytes) -> Any:
+        """Arguments that do not parse end the connection instead of logging a failure."""
+        responder = super().locateResponder(name)
+        if responder is None:
+            return None
+
+        def parsed(box: amp.AmpBox) -> Any:
+            try:
+                return responder(box)  # raises synchronously only while parsing arguments
+            except Exception:
+                self._refuse("malformed", abort=False)
+                return fail(MalformedArguments())
+
+        return parsed
+
+    def dispatchCommand(self, box: amp.AmpBox) -> Deferred:
+        d = super().dispatchCommand(box)
+
+        def fatal(failure: Failure) -> Failure:
+            failure.trap(MalformedArguments)
+            return Failure(amp.RemoteAmpError(b"MALFORMED", "malformed arguments", fatal=True))
+
+        return d.addErrback(fatal)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._stop_timer()
+        self._closed = True
+        super().connectionLost(reason)
+        self.is_lost = True
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+
+class ServerProtocol(_Connection):
+    """
+    The accepting side: answers the admission exchange, then decodes each
+    C{RaftMessage} and calls C{deliver(message)}.
+    """
+
+    def __init__(self, *, deliver: Callable[[Message], None], message_bytes_max: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._deliver = deliver
+        self._message_bytes_max = message_bytes_max
+        self._admission = auth.ServerAdmission(self._key, self._urandom)
+
+    def _admitted(self) -> bool:
+        return self._admission.admitted
+
+    def _box_bytes_max(self) -> int:
+        return self._message_bytes_max if self._admission.admitted else HANDSHAKE_BOX_BYTES_MAX
+
+    def _accepts(self, command: str) -> bool:
+        return self._admission.expects(command)
+
+    def _refused(self, refused: auth.Refused) -> AdmissionRefused:
+        self._refuse(refused.reason, abort=False)  # the fatal AMP error closes the connection
+        return AdmissionRefused(refused.reason)
+
+    @Hello.responder
+    def hello(self, version: int, nonce: bytes) -> dict:
+        try:
+            version, server_nonce = self._admission.hello(version, nonce)
+        except auth.Refused as refused:
+            raise self._refused(refused) from None
+        return {"version": version, "nonce": server_nonce}
+
+    @Prove.responder
+    def prove(self, proof: bytes) -> dict:
+        try:
+            server_proof = self._admission.prove(self._binding(self.transport), proof)
+        except auth.Refused as refused:
+            raise self._refused(refused) from None
+        self._stop_timer()
+        self._counters["admitted"] += 1
+        self.log.info("RPC peer {peer} admitted", peer=self.transport.getPeer())
+        return {"proof": server_proof}
+
+    @RaftMessage.responder
+    def raft_message(self, message: bytes) -> dict:
+        try:
+            decoded = codec.decode(message)
+        except codec.UnsupportedMessage as e:
+            self._counters["unsupported"] += 1
+            self.log.warn("RPC {peer}: unsupported message ({why})", peer=self.transport.getPeer(), why=e)
+            raise UnsupportedMessage(str(e)) from None
+        except codec.MalformedMessage as e:
+            self._refuse("malformed", abort=False)
+            raise MalformedArguments(str(e)) from None
+        self._counters["received"] += 1
+        self._deliver(decoded)
+        return {}
+
+
+class ClientProtocol(_Connection):
+    """
+    The connecting side: runs the admission exchange as soon as it is
+    connected (TLS buffers the first box until its handshake is done), then
+    sends messages with L{send}.  C{admitted} fires with this protocol once
+    both sides proved the key, or fails with L{AdmissionFailed} (or
+    L{CancelledError} if cancelled, which closes the connection).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._admission = auth.ClientAdmission(self._key, self._urandom)
+        self.admitted: Deferred = Deferred(lambda d: self._cancel())
+
+    def _admitted(self) -> bool:
+        return self._admission.admitted
+
+    def _cancel(self) -> None:
+        self._closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        version, nonce = self._admission.hello()
+        d = self.callRemote(Hello, version=version, nonce=nonce)
+        d.addCallback(self._hello_answered)
+        d.addCallback(self._proof_answered)
+        d.addErrback(self._handshake_failed)
+
+    def _hello_answered(self, answer: dict) -> Deferred:
+        proof = self._admission.prove(answer["version"], answer["nonce"], self._binding(self.transport))
+        return self.callRemote(Prove, proof=proof)
+
+    def _proof_answered(self, answer: dict) -> None:
+        self._admission.check(answer["proof"])
+        self._stop_timer()
+        self._counters["connected"] += 1
+        if not self.admitted.called:
+            self.admitted.callback(self)
+
+    def _handshake_failed(self, failure: Failure) -> None:
+        if failure.check(auth.Refused):
+            self._refuse(failure.value.reason)
+        elif failure.check(AdmissionRefused):
+            self._counters["refused_by_peer"] += 1
+            self.log.warn("RPC {peer} refused our proof: is encryption-key the same on every node?",
+                          peer=self.transport.getPeer() if self.transport else None)
+        elif not self._closed:
+            self._refuse("malformed")  # an answer that did not parse
+        if not self._closed:
+            self._cancel()
+        if not self.admitted.called:
+            self.admitted.errback(Failure(AdmissionFailed(failure.getErrorMessage())))
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if not self.admitted.called:
+            self.admitted.errback(Failure(AdmissionFailed(reason.getErrorMessage())))
+
+    def send(self, arguments: dict) -> Deferred:
+        """Send one C{RaftMessage} (arguments from L{codec.to_arguments}); fires on its ack."""
+        assert self._admission.admitted
+        return self.callRemote(RaftMessage, **arguments)
