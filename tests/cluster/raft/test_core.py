@@ -100,7 +100,9 @@ class Cluster:
         for i, name in enumerate(list(names) + list(learners)):
             self.add(name, names, learners, seed=seed + i)
 
-    def add(self, name, voters=(), learners=(), seed: int = 99, read_replica: bool = False) -> RaftCore:
+    def add(self, name, voters=(), learners=(), seed: int = None, read_replica: bool = False) -> RaftCore:
+        if seed is None:
+            seed = 99 + len(self.nodes)  # equal seeds would time out in lock step
         core = make_core(name, voters, seed=seed, config=self.config, learners=learners,
                          read_replica=read_replica)
         self.nodes[name] = core
