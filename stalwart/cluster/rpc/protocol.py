@@ -82,6 +82,11 @@ class _Connection(amp.AMP):
     def _accepts(self, command: str) -> bool:
         return False
 
+    @property
+    def closing(self) -> bool:
+        """Whether the connection is closed or closing: nothing more can be sent."""
+        return self._closed
+
     def when_lost(self) -> Deferred:
         """A Deferred that fires with None once the connection is closed."""
         d: Deferred = Deferred()
