@@ -7,7 +7,8 @@ Twisted application can also use on their own:
 
   - C{"store"}: state.db, blobs and their threads (L{StoreService});
   - C{"raft"}: the replicated log and its driver (L{RaftService});
-  - C{"jmap"}: the HTTP(S) listener (L{JmapWebService}).
+  - C{"jmap"}: the HTTP(S) listener (L{JmapWebService});
+  - C{"lmtp"}: the LMTP listener (L{LmtpService}), unless lmtp-port is 0.
 
 They start in that order and stop in reverse: the listener closes first,
 then the log finishes its current write and the state machine its queue,
@@ -36,6 +37,9 @@ from stalwart.jmap.objecttype import ObjectType
 from stalwart.jmap.resource import JmapRoot
 from stalwart.jmap.writes import WriteHandler
 from stalwart.jmap.context import WRITE_COMMAND
+from stalwart.lmtp.service import LmtpService
+from stalwart.mail.delivery import DELIVERY_HANDLERS, DELIVERY_SCHEMA
+from stalwart.mail.schema import MAIL_SCHEMA
 from stalwart.service.config import ServerConfig
 from stalwart.service.errors import ConfigError
 from stalwart.service.extension import Extension
@@ -125,7 +129,13 @@ def build_service(
     """
     if reactor is None:
         from twisted.internet import reactor
-    extensions = [Extension(object_types=list(object_types)), *extensions]
+    # LMTP delivery (stalwart.mail.delivery): its command and tables.  It
+    # stores Emails: the mail tables are created even without the mail
+    # extension (CREATE ... IF NOT EXISTS), so a delivery can never fail
+    # on a missing table, which the state machine would take for a broken
+    # disk.  Given extensions come after it and may replace its handler.
+    delivery = Extension(handlers=DELIVERY_HANDLERS, schema=MAIL_SCHEMA + DELIVERY_SCHEMA)
+    extensions = [Extension(object_types=list(object_types)), delivery, *extensions]
     logs.set_level(config.log_level)
     methods = {"Core/echo": Echo(), "Blob/copy": BlobCopy()}
     writes = {"Blob/copy": apply_blob_copy}
@@ -186,6 +196,10 @@ def build_service(
     web = JmapWebService(config, make_site(root, config), reactor)
     web.setName("jmap")
     web.setServiceParent(top)
+    if config.lmtp_port:
+        lmtp = LmtpService(config, node, reactor)
+        lmtp.setName("lmtp")
+        lmtp.setServiceParent(top)
     return top
 
 
