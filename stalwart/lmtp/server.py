@@ -41,7 +41,7 @@ __all__ = ["LMTPServer", "LmtpLimits", "reply_for", "TEMPORARY_FAILURE"]
 _ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3}( |$)")
 
 #: Enhanced codes (RFC 3463) for replies twisted.mail sends without one.
-_DEFAULT_ENHANCED = {221: b"2.0.0", 250: b"2.0.0", 451: b"4.3.0", 454: b"4.7.0", 500: b"5.5.2",
+_DEFAULT_ENHANCED = {221: b"2.0.0", 250: b"2.0.0", 421: b"4.4.2", 451: b"4.3.0", 454: b"4.7.0", 500: b"5.5.2",
                      501: b"5.5.4", 503: b"5.5.1", 550: b"5.0.0", 553: b"5.1.3"}
 
 TEMPORARY_FAILURE = (451, b"4.3.0 Temporary failure, try again later")
@@ -122,8 +122,9 @@ class LMTPServer(smtp.ESMTP):
         self._paused = False
         self._lhlo = False
         self._plain_reply = False
-        self._data: List[bytes] = []
-        self._data_bytes = 0
+        #: The message as it arrives: one buffer, so memory is its size
+        #: whatever the number of lines.
+        self._data = bytearray()
         self._data_error: Optional[Tuple[int, bytes]] = None
         self._transaction: Optional[Tuple[Envelope, list]] = None
 
@@ -226,7 +227,7 @@ class LMTPServer(smtp.ESMTP):
 
     def connectionLost(self, reason) -> None:
         # Before the final dot nothing was proposed: the message is dropped.
-        self._data, self._transaction, self._queue = [], None, collections.deque()
+        self._data, self._transaction, self._queue = bytearray(), None, collections.deque()
         super().connectionLost(reason)
 
     def lineReceived(self, line: bytes) -> None:
@@ -393,7 +394,7 @@ class LMTPServer(smtp.ESMTP):
         )
         self._transaction = (envelope, [recipient for _, recipient in self._to])
         self._from, self._to = None, []
-        self._data, self._data_bytes, self._data_error = [], 0, None
+        self._data, self._data_error = bytearray(), None
         self.mode = smtp.DATA
         self.sendCode(354, b"Start mail input; end with <CRLF>.<CRLF>")
 
@@ -412,14 +413,14 @@ class LMTPServer(smtp.ESMTP):
         if _ends_badly(line):
             self._refuse_data(BARE_NEWLINE)
             return
-        self._data_bytes += len(line) + 2
-        if self._data_bytes > self._limits.message_bytes_max:
+        if len(self._data) + len(line) + 2 > self._limits.message_bytes_max:
             self._refuse_data(TOO_BIG)
             return
-        self._data.append(line)
+        self._data += line
+        self._data += b"\r\n"
 
     def _refuse_data(self, reply: Tuple[int, bytes]) -> None:
-        self._data_error, self._data = reply, []
+        self._data_error, self._data = reply, bytearray()
 
     def _end_of_data(self) -> None:
         (envelope, recipients), self._transaction = self._transaction, None
@@ -427,8 +428,7 @@ class LMTPServer(smtp.ESMTP):
             for _ in recipients:
                 self.sendCode(*self._data_error)
             return
-        message = b"\r\n".join(self._data) + b"\r\n" if self._data else b""
-        self._data = []
+        message, self._data = bytes(self._data), bytearray()
         d = self._deliver(envelope, [r.spec() for r in recipients], message)
         d.addTimeout(self._limits.delivery_seconds_max, self._clock)
         d.addCallbacks(self._replies, self._failed, callbackArgs=(recipients,), errbackArgs=(recipients,))

@@ -148,7 +148,7 @@ class GreetingTests(SynchronousTestCase):
         session = Session()
         session.start()
         session.clock.advance(session.server.timeout + 1)
-        self.assertEqual(session.replies()[0][:3], "421")
+        self.assertEqual(session.codes()[0], "421 4.4.2")
         self.assertTrue(session.transport.disconnecting)
 
 
@@ -208,6 +208,16 @@ class TransactionTests(SynchronousTestCase):
         self.assertEqual(session.codes(), ["250 2.1.5"])
         session.release_lookup()
         self.assertEqual(session.codes(), ["550 5.1.1", "354", "250 2.0.0", "250 2.0.0"])
+
+    def test_flood_pauses_reading(self) -> None:
+        """Lines piling up behind a pending reply pause the transport until they are answered."""
+        session = Session(lookups_wait=True)
+        session.start()
+        session.send(b"MAIL FROM:<a@b.c>\r\nRCPT TO:<alice@example.com>\r\n" + b"NOOP\r\n" * 30)
+        self.assertEqual(session.transport.producerState, "paused")
+        session.release_lookup()
+        self.assertEqual(session.transport.producerState, "producing")
+        self.assertEqual(session.codes(), ["250 2.1.0", "250 2.1.5"] + ["250 2.0.0"] * 30)
 
     def test_replies_wait_for_delivery(self) -> None:
         """Commands after the final dot are answered after the delivery's replies."""
