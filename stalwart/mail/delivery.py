@@ -168,9 +168,11 @@ def trace_headers(args: Mapping[str, Any], queue_id: str) -> bytes:
     """
     sender = _clean(args["sender"]) if args["sender"] else ""
     helo = _clean(args["helo"]) or "unknown"
+    peer = _clean(args["peer"])
+    literal = f"[IPv6:{peer}]" if ":" in peer else f"[{peer}]"  # RFC 5321 4.1.3
     lines = [
         f"Return-Path: <{sender}>",
-        f"Received: from {helo} ([{_clean(args['peer'])}])",
+        f"Received: from {helo} ({literal})",
         f"\tby {_clean(args['host'])} (stalwart-jmap) with {_clean(args['protocol'])} id {queue_id};",
         f"\t{rfc5322_date(args['time'])}",
     ]

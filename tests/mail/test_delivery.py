@@ -174,7 +174,7 @@ class DeliveryTests(SynchronousTestCase):
         args = {"sender": "", "helo": "evil\rX-Injected: 1", "peer": "::1", "host": "h", "protocol": "LMTPS",
                 "time": NOW}
         trace = trace_headers(args, "7")
-        self.assertTrue(trace.startswith(b"Return-Path: <>\r\nReceived: from evil?X-Injected: 1 ([::1])\r\n"))
+        self.assertTrue(trace.startswith(b"Return-Path: <>\r\nReceived: from evil?X-Injected: 1 ([IPv6:::1])\r\n"))
         self.assertEqual(trace.count(b"\r\n"), 4)
         self.assertIn(b"with LMTPS id 7;", trace)
 
