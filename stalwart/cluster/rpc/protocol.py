@@ -40,7 +40,7 @@ from stalwart.cluster.rpc.commands import (
     UnsupportedMessage,
 )
 
-__all__ = ["ServerProtocol", "ClientProtocol", "AdmissionFailed", "HANDSHAKE_BOX_BYTES_MAX"]
+__all__ = ["Connection", "ServerProtocol", "ClientProtocol", "AdmissionFailed", "HANDSHAKE_BOX_BYTES_MAX"]
 
 #: Largest box accepted before admission (and by a client): a hello is ~100 bytes.
 HANDSHAKE_BOX_BYTES_MAX = 4096
@@ -53,7 +53,7 @@ class AdmissionFailed(Exception):
     """The connection closed before both sides were admitted."""
 
 
-class _Connection(amp.AMP):
+class Connection(amp.AMP):
     """What both sides share: box limits, refusals, the admission timer."""
 
     log = Logger(observer=observer)
@@ -180,6 +180,10 @@ class _Connection(amp.AMP):
 
     def connectionLost(self, reason: Failure) -> None:
         self._stop_timer()
+        if not self._closed and not self._admitted():
+            # Closed by the peer or the network before admission: a TLS
+            # failure (a plain-TCP client), a peer that gave up, a reset.
+            self._counters["closed_unadmitted"] += 1
         self._closed = True
         super().connectionLost(reason)
         self.is_lost = True
@@ -188,7 +192,7 @@ class _Connection(amp.AMP):
             d.callback(None)
 
 
-class ServerProtocol(_Connection):
+class ServerProtocol(Connection):
     """
     The accepting side: answers the admission exchange, then decodes each
     C{RaftMessage} and calls C{deliver(message)}.
@@ -248,7 +252,7 @@ class ServerProtocol(_Connection):
         return {}
 
 
-class ClientProtocol(_Connection):
+class ClientProtocol(Connection):
     """
     The connecting side: runs the admission exchange as soon as it is
     connected (TLS buffers the first box until its handshake is done), then

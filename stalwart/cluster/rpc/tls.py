@@ -37,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, ITransport
 from zope.interface import implementer
@@ -118,7 +118,7 @@ def load_or_create(data_dir: str, now: datetime.datetime, cert_path: Optional[st
     cert_file, key_file = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     try:
         return _read_pair(cert_file, key_file)
-    except (OSError, ssl.SSL.Error, ValueError):
+    except (OSError, crypto.Error, SSL.Error, ValueError):
         pass
     os.makedirs(directory, mode=0o700, exist_ok=True)
     cert_pem, key_pem = _self_signed(now)
