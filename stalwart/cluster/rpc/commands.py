@@ -63,7 +63,7 @@ class RaftMessage(amp.Command):
     Raft's own responses travel as messages the other way.
     """
 
-    arguments = [(b"message", ChunkedBytes())]
+    arguments = [(b"message", ChunkedBytes(chunks_max=1 << 16))]  # bytes are limited per box
     response: list = []
     errors = {
         MalformedArguments: b"MALFORMED",

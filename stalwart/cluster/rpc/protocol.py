@@ -125,9 +125,13 @@ class Connection(amp.AMP):
             self._refuse("oversized")
             return
         super().stringReceived(string)
+        if not self._admitted():
+            # AMP buffers a whole value (up to 64 KiB) before handing it
+            # over: before admission, refuse long ones from their length.
+            self.MAX_LENGTH = min(self.MAX_LENGTH, HANDSHAKE_BOX_BYTES_MAX)
 
     def lengthLimitExceeded(self, length: int) -> None:
-        self._refuse("malformed")
+        self._refuse("oversized")
 
     def ampBoxReceived(self, box: amp.AmpBox) -> None:
         self._box_bytes = 0

@@ -236,7 +236,12 @@ class UntrustedInputTests(SynchronousTestCase):
     def test_key_too_long(self) -> None:
         """A key length over AMP's 255 bytes is refused."""
         self.send_raw(b"\x01\x00" + b"k" * 256)
-        self.assertRefused("malformed")
+        self.assertRefused("oversized")
+
+    def test_long_value_before_admission(self) -> None:
+        """Before admission a value longer than the handshake limit is refused from its length alone."""
+        self.send_raw(b"\x00\x05nonce" + b"\xff\xff")
+        self.assertRefused("oversized")
 
     def test_oversized_before_admission(self) -> None:
         """A box growing past the handshake limit is refused before it ends."""

@@ -7,6 +7,7 @@ bytes on the port, and reconnection after a peer restarts.
 import datetime
 import os
 import random
+from collections import Counter
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -14,9 +15,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from stalwart.cluster.raft.messages import AppendEntries, Entry, RequestVote
-from stalwart.cluster.rpc import codec, tls
+from stalwart.cluster.rpc import auth, codec, tls
 from stalwart.cluster.rpc.commands import RaftMessage
-from stalwart.cluster.rpc.protocol import AdmissionFailed
+from stalwart.cluster.rpc.protocol import AdmissionFailed, ClientProtocol
 from stalwart.cluster.rpc.service import RPCService
 
 
@@ -106,6 +107,32 @@ class ServiceTests(TestCase):
         self.assertEqual((yield arrived), vote("b", "a", 4))
         self.assertEqual(a.service.counters["admitted"], 1)
         self.assertEqual(b.service.counters["admitted"], 1)
+
+    @inlineCallbacks
+    def test_tls_1_2_peer(self):
+        """The channel binding works on TLS 1.2 too (exporter of RFC 5705): such a peer is admitted."""
+        from OpenSSL import SSL
+
+        b = Node(self, "b", self.book)
+        creator = tls.ClientCreator()
+        creator._context.set_max_proto_version(SSL.TLS1_2_VERSION)
+        versions = []
+
+        def binding(transport):
+            versions.append(transport.getHandle().get_protocol_version_name())
+            return tls.client_binding(transport)
+
+        endpoint = wrapClientTLS(creator, TCP4ClientEndpoint(self.reactor, *self.book["b"]))
+        client = yield endpoint.connect(Factory.forProtocol(lambda: ClientProtocol(
+            key=auth.derive_key("cluster key"), urandom=os.urandom, clock=self.reactor, binding=binding,
+            counters=Counter(), timeout_seconds=2)))
+        yield client.admitted
+        arrived = b.next()
+        client.send(codec.to_arguments(vote("a", "b")))
+        yield arrived
+        client.transport.loseConnection()
+        yield client.when_lost()
+        self.assertEqual(versions, ["TLSv1.2"])
 
     @inlineCallbacks
     def test_large_message(self):
