@@ -30,7 +30,7 @@ from typing import Optional
 __all__ = [
     "as_raw", "as_text", "as_addresses", "as_grouped_addresses", "as_message_ids",
     "as_date", "as_urls", "parse_header_property", "header_form_allowed",
-    "decode_bytes", "decode_encoded_words", "FORMS",
+    "decode_bytes", "decode_encoded_words", "unfold", "without_comments", "FORMS",
 ]
 
 FORMS = ("asRaw", "asText", "asAddresses", "asGroupedAddresses", "asMessageIds",
@@ -240,7 +240,7 @@ def decode_encoded_words(text: str, lenient: bool = False) -> str:
     return "".join(out)
 
 
-def _unfold(value: str) -> str:
+def unfold(value: str) -> str:
     return _FOLD.sub("", value)
 
 
@@ -257,7 +257,7 @@ def as_text(value: str) -> str:
     """
     RFC 8621 4.1.2.2: unfolded, trimmed, encoded words decoded, NFC.
     """
-    text = decode_encoded_words(_unfold(value.replace("\x00", "")).strip())
+    text = decode_encoded_words(unfold(value.replace("\x00", "")).strip())
     return unicodedata.normalize("NFC", text)
 
 
@@ -398,7 +398,7 @@ def as_grouped_addresses(value: str) -> list[dict] | None:
         else:
             groups.append({"name": None, "addresses": [box], "_open": True})
 
-    for kind, text in _tokens(_unfold(value.replace("\x00", ""))):
+    for kind, text in _tokens(unfold(value.replace("\x00", ""))):
         if kind == "s" and text == ",":
             flush()
         elif kind == "s" and text == ":":
@@ -427,7 +427,7 @@ def as_addresses(value: str) -> list[dict] | None:
 
 # --- 4.1.2.5 MessageIds, 4.1.2.6 Date, 4.1.2.7 URLs ------------------------
 
-def _without_comments(value: str) -> str:
+def without_comments(value: str) -> str:
     """Drop comments (outside angle brackets and quoted strings)."""
     out = []
     i, n = 0, len(value)
@@ -457,7 +457,7 @@ def as_message_ids(value: str) -> list[str] | None:
     that lost their brackets but have an C{@} are accepted too.  L{None} if
     there is none.
     """
-    text = _without_comments(_unfold(value.replace("\x00", "")))
+    text = without_comments(unfold(value.replace("\x00", "")))
     ids = ["".join(m.group(1).split()) for m in _ANGLED.finditer(text)]
     ids = [i for i in ids if i]
     if not ids:
@@ -471,7 +471,7 @@ def as_date(value: str) -> str | None:
     offset, e.g. C{"2014-10-30T06:12:00-07:00"}; an unknown offset
     (C{-0000}), a missing one and C{+0000} are given as C{Z}.  L{None} if it does not parse.
     """
-    text = " ".join(_without_comments(_unfold(value.replace("\x00", ""))).split())
+    text = " ".join(without_comments(unfold(value.replace("\x00", ""))).split())
     if not text or len(text) > 256:
         return None
     try:
@@ -496,7 +496,7 @@ def as_urls(value: str) -> list[str] | None:
     RFC 8621 4.1.2.7: the URLs of an RFC 2369 list header, without angle
     brackets, comments or white space.  L{None} if there is none.
     """
-    text = _without_comments(_unfold(value.replace("\x00", "")))
+    text = without_comments(unfold(value.replace("\x00", "")))
     urls = ["".join(m.group(1).split()) for m in _ANGLED.finditer(text)]
     return [u for u in urls if u] or None
 
