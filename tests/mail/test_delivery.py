@@ -3,10 +3,7 @@ Tests for L{stalwart.mail.delivery}: the C{mail.deliver} command applied
 in a transaction, as the state machine does on every node.
 """
 
-import email
-import email.policy
 import os
-import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -14,6 +11,7 @@ from stalwart.mail.delivery import (
     DELIVER_COMMAND, DELIVERY_HANDLERS, DELIVERY_SCHEMA, DUPLICATE_WINDOW_SECONDS, Envelope,
     build_delivery, make_delivery_handler, trace_headers,
 )
+from stalwart.mail.parse import parse_message
 from stalwart.mail.schema import MAIL_SCHEMA
 from stalwart.store import accounts
 from stalwart.store.apply import ApplyContext
@@ -22,56 +20,6 @@ from stalwart.store.commands import decode_command, encode_command
 from stalwart.store.objects import save_object
 from stalwart.store.refusal import Refused
 from stalwart.store.schema import connect, create_schema
-
-# A stand-in for stalwart.mail.parse.parse_message while it is being
-# written: the real parser when it can be imported, else a minimal one on
-# the standard library with what stalwart.mail.emails.add_email reads.
-_ID = re.compile(r"<([^<>\s]+)>")
-
-
-class _Parsed:
-    def __init__(self, raw: bytes) -> None:
-        self._message = email.message_from_bytes(raw, policy=email.policy.compat32)
-        self.size = len(raw)
-        self.headers = [(k, str(v)) for k, v in self._message.items()]
-        self.has_attachment = False
-        body = self._message.get_payload()
-        self.preview = body[:256] if isinstance(body, str) else ""
-
-    def header_values(self, name):
-        return [str(v) for v in self._message.get_all(name, [])]
-
-    def _ids(self, name):
-        return [i for v in self.header_values(name) for i in _ID.findall(v)]
-
-    def subject(self):
-        return str(self._message.get("Subject", ""))
-
-    def message_ids(self):
-        return self._ids("Message-ID")
-
-    def in_reply_to(self):
-        return self._ids("In-Reply-To")
-
-    def references(self):
-        return self._ids("References")
-
-    def sent_at(self):
-        return None
-
-    def search_fields(self):
-        return {"subject": self.subject(), "body": self.preview}
-
-
-def _fallback(raw: bytes):
-    return _Parsed(raw)
-
-
-try:
-    from stalwart.mail.parse import parse_message as parse_for_tests
-except ImportError:
-    parse_for_tests = _fallback
-
 
 NOW = 1_790_000_000
 MESSAGE = (
@@ -108,7 +56,7 @@ class DeliveryTests(SynchronousTestCase):
         self.addCleanup(self.conn.close)
         self.blobs = CountingBlobs(os.path.join(directory, "blobs"))
         self.index = 100
-        self.apply = make_delivery_handler(parse_for_tests)
+        self.apply = make_delivery_handler(parse_message)
 
     def account(self, name, quota=None, inbox=True):
         account = accounts.create_account(self.conn, {
