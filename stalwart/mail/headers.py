@@ -372,6 +372,8 @@ def _mailbox(tokens: list[tuple[str, str]]) -> Optional[dict]:
         name = None
     if name is None and comments:
         name = _clean_name(decode_encoded_words(comments[0]))
+    if not address and name is None:
+        return None
     return {"name": name, "email": address}
 
 
