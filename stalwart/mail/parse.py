@@ -24,7 +24,6 @@ the properties) because they share the L{BodyPart} type and little else.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import email.message
 import email.utils
@@ -265,9 +264,12 @@ def _location(value: Optional[str]) -> Optional[str]:
 
 # --- transfer encodings ----------------------------------------------------
 
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+# bytes.translate deletion sets: much faster than a regular expression on
+# attachments of tens of megabytes.
+_NOT_BASE64 = bytes(b for b in range(256) if b not in _BASE64_ALPHABET)
+_NOT_BASE64_NOR_SPACE = bytes(b for b in _NOT_BASE64 if b not in b" \t\r\n")
 _BASE64_SEGMENTS = re.compile(rb"=+")
-_WHITE = re.compile(rb"\s+")
 
 
 def _base64(data: bytes) -> tuple[bytes, bool]:
@@ -276,8 +278,8 @@ def _base64(data: bytes) -> tuple[bytes, bool]:
     padding in the middle (concatenated encodings) starts a new segment.
     @return: the bytes, and whether there was garbage.
     """
-    problem = _NOT_BASE64.search(data) is not None
-    clean = re.sub(rb"[^A-Za-z0-9+/=]", b"", data)
+    clean = data.translate(None, _NOT_BASE64)
+    problem = len(data.translate(None, _NOT_BASE64_NOR_SPACE)) != len(data)
     out = []
     for segment in _BASE64_SEGMENTS.split(clean):
         if len(segment) % 4 == 1:
