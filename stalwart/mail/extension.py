@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.mail.test_mailbox -*-
 """
-The mail L{Extension} (RFC 8621): the Mailbox, Identity and
-VacationResponse data types, the capabilities C{urn:ietf:params:jmap:mail},
+The mail L{Extension} (RFC 8621): the Mailbox, Email, Thread,
+SearchSnippet, Identity and VacationResponse data types, the capabilities C{urn:ietf:params:jmap:mail},
 C{:submission} and C{:vacationresponse} with each account's limits
 (RFC 8621 1.3), the email tables, and what a new account gets: the six
 usual Mailboxes with their roles, one Identity per address and its
@@ -15,7 +15,10 @@ from typing import Optional, Sequence
 import attrs
 
 from stalwart.jmap.capabilities import MAIL, SUBMISSION, VACATION
+from stalwart.mail.compose import compose_message
+from stalwart.mail.email_methods import EmailMethods
 from stalwart.mail.identity import Identity, IdentityMethods, account_addresses
+from stalwart.mail.parse import email_properties, parse_message
 from stalwart.mail.mailbox import Mailbox, MailboxMethods
 from stalwart.mail.schema import MAIL_SCHEMA
 from stalwart.mail.vacation import VacationMethods, VacationResponse, create_singleton
@@ -56,7 +59,8 @@ def mail_extension(
     """
     mailbox = mailbox or Mailbox()
     identity, vacation = Identity(), VacationResponse()
-    typed = [MailboxMethods(mailbox), IdentityMethods(identity), VacationMethods(vacation)]
+    email_methods = EmailMethods(parse_message, email_properties, compose_message)
+    typed = [MailboxMethods(mailbox), IdentityMethods(identity), VacationMethods(vacation), email_methods]
     methods, writes = {}, {}
     for t in typed:
         methods.update(t.methods())
