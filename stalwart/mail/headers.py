@@ -3,9 +3,10 @@
 The parsed forms of header field values (RFC 8621 section 4.1.2) and the
 C{header:} Email properties (section 4.1.3).
 
-Every function here takes ONE header field value as a C{str}: the text after
-the field name's colon, folded or not, possibly holding RFC 2047 encoded
-words.  None of them raises on any input, and all of them do work linear in
+Apart from L{read_header_fields}, which splits the header fields of an
+entity out of raw bytes, every function here takes ONE header field value as
+a C{str}: the text after the field name's colon, folded or not, possibly
+holding RFC 2047 encoded words.  None of them raises on any input, and all of them do work linear in
 the length of the value, so a 100 KB header costs milliseconds.
 
 The address, message-id and URL parsers are small hand-written tokenisers
@@ -30,7 +31,7 @@ from typing import Optional
 __all__ = [
     "as_raw", "as_text", "as_addresses", "as_grouped_addresses", "as_message_ids",
     "as_date", "as_urls", "parse_header_property", "header_form_allowed",
-    "decode_bytes", "decode_encoded_words", "unfold", "without_comments", "FORMS",
+    "decode_bytes", "decode_encoded_words", "unfold", "without_comments", "read_header_fields", "FORMS",
 ]
 
 FORMS = ("asRaw", "asText", "asAddresses", "asGroupedAddresses", "asMessageIds",
@@ -241,7 +242,68 @@ def decode_encoded_words(text: str, lenient: bool = False) -> str:
 
 
 def unfold(value: str) -> str:
+    """Unfold a header value (RFC 5322 2.2.3): line breaks go, the white space after them stays."""
     return _FOLD.sub("", value)
+
+
+# --- the header fields of an entity (RFC 5322 2.2, 3.6) -------------------
+
+_FIELD_NAME_BYTES = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+
+
+def _header_text(data: bytes) -> str:
+    """RFC 8621 4.1.2.1: bytes that are not UTF-8 become U+FFFD, NULs go."""
+    return data.decode("utf-8", "replace").replace("\x00", "")
+
+
+def read_header_fields(raw: bytes, start: int, end: int,
+                       top: bool = False) -> tuple[tuple[tuple[str, str], ...], int]:
+    """
+    Read the header fields of the entity in C{raw[start:end]}.
+
+    Lines end in CRLF or a bare LF.  The fields end at the first empty line
+    (skipped) or at the first line that is neither a field nor a
+    continuation (the body then starts there, as in the email package).  An
+    mbox C{From } line at the top of a message is skipped.
+
+    @param top: whether this is a message, not a body part: only then an
+        mbox C{From } line is skipped.
+    @return: the (name, Raw value) pairs, and where the body starts.
+    """
+    fields: list[tuple[str, str]] = []
+    current: Optional[tuple[bytes, int, int]] = None   # name, value start, value end
+
+    def finish() -> None:
+        if current is not None:
+            name, value_start, value_end = current
+            fields.append((name.decode("ascii"), _header_text(raw[value_start:value_end])))
+
+    pos = start
+    if top and raw.startswith(b"From ", start):
+        nl = raw.find(b"\n", start, end)
+        pos = end if nl < 0 else nl + 1
+    while pos < end:
+        nl = raw.find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl
+        next_pos = end if nl < 0 else nl + 1
+        content_end = line_end - 1 if line_end > pos and raw[line_end - 1] == 13 else line_end
+        if content_end == pos:
+            finish()
+            return tuple(fields), next_pos
+        if raw[pos] in (32, 9) and current is not None:
+            current = (current[0], current[1], content_end)
+            pos = next_pos
+            continue
+        colon = raw.find(b":", pos, content_end)
+        name = raw[pos:colon].rstrip(b" \t") if colon > pos else b""
+        if not _FIELD_NAME_BYTES.fullmatch(name):
+            finish()
+            return tuple(fields), pos
+        finish()
+        current = (name, colon + 1, content_end)
+        pos = next_pos
+    finish()
+    return tuple(fields), end
 
 
 # --- 4.1.2.1 Raw and 4.1.2.2 Text ------------------------------------------

@@ -96,61 +96,6 @@ Headers = tuple[tuple[str, str], ...]
 
 # --- header fields ---------------------------------------------------------
 
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
-
-
-def _header_text(data: bytes) -> str:
-    """RFC 8621 4.1.2.1: bytes that are not UTF-8 become U+FFFD, NULs go."""
-    return data.decode("utf-8", "replace").replace("\x00", "")
-
-
-def _read_headers(raw: bytes, start: int, end: int, top: bool) -> tuple[Headers, int]:
-    """
-    Read the header fields of the entity in C{raw[start:end]}.
-
-    Lines end in CRLF or a bare LF.  The fields end at the first empty line
-    (skipped) or at the first line that is neither a field nor a
-    continuation (the body then starts there, as in the email package).  An
-    mbox C{From } line at the top of a message is skipped.
-
-    @return: the (name, raw value) pairs, and where the body starts.
-    """
-    fields: list[tuple[str, str]] = []
-    current: Optional[tuple[bytes, int, int]] = None   # name, value start, value end
-
-    def finish() -> None:
-        if current is not None:
-            name, value_start, value_end = current
-            fields.append((name.decode("ascii"), _header_text(raw[value_start:value_end])))
-
-    pos = start
-    if top and raw.startswith(b"From ", start):
-        nl = raw.find(b"\n", start, end)
-        pos = end if nl < 0 else nl + 1
-    while pos < end:
-        nl = raw.find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl
-        next_pos = end if nl < 0 else nl + 1
-        content_end = line_end - 1 if line_end > pos and raw[line_end - 1] == 13 else line_end
-        if content_end == pos:
-            finish()
-            return tuple(fields), next_pos
-        if raw[pos] in (32, 9) and current is not None:
-            current = (current[0], current[1], content_end)
-            pos = next_pos
-            continue
-        colon = raw.find(b":", pos, content_end)
-        name = raw[pos:colon].rstrip(b" \t") if colon > pos else b""
-        if not _FIELD_NAME.fullmatch(name):
-            finish()
-            return tuple(fields), pos
-        finish()
-        current = (name, colon + 1, content_end)
-        pos = next_pos
-    finish()
-    return tuple(fields), end
-
-
 def _first(fields: Headers, name: str) -> Optional[str]:
     for field, value in fields:
         if field.lower() == name:
@@ -456,7 +401,7 @@ def _parts(raw: bytes, start: int, end: int, boundary: Optional[str]) -> Optiona
 def _entity(raw: bytes, start: int, end: int, default_type: str, path: str, depth: int,
             budget: list[int], top: bool = False, headerless: bool = False) -> BodyPart:
     """The BodyPart of the MIME entity in C{raw[start:end]}, recursively."""
-    fields, body_start = ((), start) if headerless else _read_headers(raw, start, end, top)
+    fields, body_start = ((), start) if headerless else _h.read_header_fields(raw, start, end, top)
     media_type, has_type = _content_type(fields, default_type)
     part_id = path or "1"
     if not media_type.startswith("multipart/"):
