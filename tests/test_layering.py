@@ -32,6 +32,8 @@ CORES = [
     "auth/passwords.py",
     "auth/ratelimit.py",
     "auth/header.py",
+    "cluster/rpc/codec.py",
+    "cluster/rpc/auth.py",
     "mail/compose.py",
     "mail/headers.py",
     "mail/query.py",
