@@ -36,6 +36,9 @@ CORES = [
     "cluster/rpc/auth.py",
     "mail/compose.py",
     "mail/headers.py",
+    "mail/parse.py",
+    "mail/html.py",
+    "mail/blobids.py",
     "mail/query.py",
 ]
 
