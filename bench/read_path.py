@@ -209,7 +209,7 @@ def main(argv):
     server = subprocess.Popen(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
          f"--logfile={os.path.join(directory, 'server.log')}", "stalwart-jmap",
-         f"--data-dir={os.path.join(directory, 'data')}", f"--jmap-port={port}",
+         f"--data-dir={os.path.join(directory, 'data')}", f"--jmap-port={port}", "--lmtp-port=0",
          f"--admin-secret={SECRET}", "--max-concurrent-requests=64"],
         env=_environment(), cwd=directory)
     results = []

@@ -155,7 +155,7 @@ class ServerProcess:
         """Spawn the process (it is not ready yet: see L{wait_ready})."""
         argv = [
             sys.executable, "-c", _TWISTD, "-n", "--pidfile=", f"--logfile={self.log_path}",
-            "stalwart-jmap", f"--data-dir={self.data_dir}", f"--jmap-port={self.port}",
+            "stalwart-jmap", f"--data-dir={self.data_dir}", f"--jmap-port={self.port}", "--lmtp-port=0",
             f"--admin-secret={ADMIN_SECRET}",
         ] + self.arguments
         self._protocol = _Recorder()
