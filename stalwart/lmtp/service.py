@@ -14,16 +14,14 @@ from __future__ import annotations
 import ipaddress
 from typing import Callable, Optional, Sequence
 
-from twisted.application.service import Service
 from twisted.internet import protocol
-from twisted.internet.error import CannotListenError
 
 from stalwart.lmtp.server import LMTPServer, LmtpLimits
 from stalwart.mail.delivery import Envelope, build_delivery
 from stalwart.mail.recipients import resolve_recipient
-from stalwart.service.errors import ConfigError
+from stalwart.service.listener import ListeningService, tls_options
 
-__all__ = ["LmtpFactory", "LmtpService", "trusted_networks", "tls_options"]
+__all__ = ["LmtpFactory", "LmtpService", "trusted_networks"]
 
 
 def trusted_networks(entries: Sequence[str]) -> Callable[[str], bool]:
@@ -40,27 +38,6 @@ def trusted_networks(entries: Sequence[str]) -> Callable[[str], bool]:
         return any(address in network for network in networks)
 
     return trusted
-
-
-def tls_options(cert_path: str, key_path: str):
-    """The STARTTLS context factory from a PEM chain and key (read at start)."""
-    from OpenSSL import crypto
-    from twisted.internet import ssl
-
-    try:
-        with open(cert_path, "rb") as f:
-            pem = f.read()
-        with open(key_path, "rb") as f:
-            key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
-        marker = b"-----BEGIN CERTIFICATE-----"
-        certs = [crypto.load_certificate(crypto.FILETYPE_PEM, marker + b) for b in pem.split(marker)[1:]]
-    except (OSError, crypto.Error) as e:
-        raise ConfigError(f"lmtp-cert-path/lmtp-key-path: cannot load: {e}") from None
-    if not certs:
-        raise ConfigError(f"lmtp-cert-path: no certificate in {cert_path}")
-    return ssl.CertificateOptions(
-        privateKey=key, certificate=certs[0], extraCertChain=certs[1:], raiseMinimumTo=ssl.TLSVersion.TLSv1_2
-    )
 
 
 class LmtpFactory(protocol.ServerFactory):
@@ -92,44 +69,26 @@ class LmtpFactory(protocol.ServerFactory):
         return server
 
 
-class LmtpService(Service):
+class LmtpService(ListeningService):
     """Listens on lmtp-bind-addr:lmtp-port; not built when lmtp-port is 0."""
+
+    port_key = "lmtp-port"
 
     def __init__(self, config, node, reactor, host: Optional[str] = None,
                  delivered: Optional[Callable] = None) -> None:
         tls = None
         if config.lmtp_cert_path is not None:
-            tls = tls_options(config.lmtp_cert_path, config.lmtp_key_path)
+            tls = tls_options(config.lmtp_cert_path, config.lmtp_key_path, "lmtp-cert-path/lmtp-key-path")
         self.config = config
-        self._reactor = reactor
         self.factory = LmtpFactory(
             node, reactor, host or _host_name(), LmtpLimits(message_bytes_max=config.mail_max_size),
             trusted_networks(config.lmtp_trusted_ips), tls=tls, tls_only=config.lmtp_tls_only,
             delivered=delivered,
         )
-        self.port = None
-
-    def privilegedStartService(self) -> None:
-        self._listen()
-        super().privilegedStartService()
-
-    def startService(self) -> None:
-        self._listen()
-        super().startService()
-
-    def _listen(self) -> None:
-        if self.port is not None:
-            return
-        c = self.config
-        try:
-            self.port = self._reactor.listenTCP(c.lmtp_port, self.factory, interface=c.lmtp_bind_addr)
-        except CannotListenError as e:
-            raise ConfigError(f"lmtp-port: cannot listen on {c.lmtp_bind_addr}:{c.lmtp_port}: {e.socketError}") from None
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        return port.stopListening() if port is not None else None
+        super().__init__(
+            lambda: reactor.listenTCP(config.lmtp_port, self.factory, interface=config.lmtp_bind_addr),
+            f"{config.lmtp_bind_addr}:{config.lmtp_port}",
+        )
 
 
 def _host_name() -> str:

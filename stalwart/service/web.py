@@ -9,13 +9,10 @@ connection with 413, so a hostile client cannot fill the disk or memory.
 
 from __future__ import annotations
 
-from twisted.application.service import Service
-from twisted.internet import ssl
-from twisted.internet.error import CannotListenError
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from stalwart.service.errors import ConfigError
+from stalwart.service.listener import ListeningService, tls_options
 
 __all__ = ["JmapWebService", "make_site"]
 
@@ -70,52 +67,17 @@ def make_site(root: Resource, config) -> server.Site:
     return _Site(root, max(config.max_size_upload, config.max_size_request), config.log_level == "debug")
 
 
-def _tls_options(config) -> ssl.CertificateOptions:
-    from OpenSSL import crypto
+class JmapWebService(ListeningService):
+    port_key = "jmap-port"
 
-    with open(config.jmap_cert_path, "rb") as f:
-        pem = f.read()
-    with open(config.jmap_key_path, "rb") as f:
-        key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
-    marker = b"-----BEGIN CERTIFICATE-----"
-    certs = [crypto.load_certificate(crypto.FILETYPE_PEM, marker + block) for block in pem.split(marker)[1:]]
-    return ssl.CertificateOptions(
-        privateKey=key, certificate=certs[0], extraCertChain=certs[1:], raiseMinimumTo=ssl.TLSVersion.TLSv1_2
-    )
-
-
-class JmapWebService(Service):
     def __init__(self, config, site: server.Site, reactor) -> None:
         self.config = config
         self.site = site
-        self._reactor = reactor
-        self.port = None
 
-    def privilegedStartService(self) -> None:
-        self._listen()
-        super().privilegedStartService()
+        def listen():
+            if config.tls:
+                options = tls_options(config.jmap_cert_path, config.jmap_key_path, "jmap-cert-path/jmap-key-path")
+                return reactor.listenSSL(config.jmap_port, site, options, interface=config.jmap_bind_addr)
+            return reactor.listenTCP(config.jmap_port, site, interface=config.jmap_bind_addr)
 
-    def startService(self) -> None:
-        self._listen()
-        super().startService()
-
-    def _listen(self) -> None:
-        if self.port is not None:
-            return
-        c = self.config
-        try:
-            if c.tls:
-                self.port = self._reactor.listenSSL(c.jmap_port, self.site, _tls_options(c), interface=c.jmap_bind_addr)
-            else:
-                self.port = self._reactor.listenTCP(c.jmap_port, self.site, interface=c.jmap_bind_addr)
-        except CannotListenError as e:
-            raise ConfigError(
-                f"jmap-port: cannot listen on {c.jmap_bind_addr}:{c.jmap_port}: {e.socketError}"
-            ) from None
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
+        super().__init__(listen, f"{config.jmap_bind_addr}:{config.jmap_port}")

@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from stalwart.jmap.capabilities import CORE, MAIL
 from stalwart.lmtp.server import LmtpLimits
-from stalwart.lmtp.service import LmtpFactory, LmtpService, tls_options, trusted_networks
+from stalwart.lmtp.service import LmtpFactory, LmtpService, trusted_networks
+from stalwart.service.listener import tls_options
 from stalwart.mail.email_methods import EmailMethods
 from stalwart.mail.extension import mail_extension
 from stalwart.service.config import ServerConfig
@@ -63,7 +64,7 @@ class ConfigTests(SynchronousTestCase):
 
     def test_unreadable_certificate(self) -> None:
         """A certificate that cannot be read is a start-up error naming the keys."""
-        error = self.assertRaises(ConfigError, tls_options, self.mktemp(), self.mktemp())
+        error = self.assertRaises(ConfigError, tls_options, self.mktemp(), self.mktemp(), "lmtp-cert-path/lmtp-key-path")
         self.assertIn("lmtp-cert-path", str(error))
 
 
@@ -266,7 +267,7 @@ class RealClientTests(TestCase):
         names LMTPS.  With lmtp-tls-only, MAIL before STARTTLS is 530.
         """
         cert_path, key_path = self_signed(self.mktemp())
-        port = self.listen(tls=tls_options(cert_path, key_path), tls_only=True)
+        port = self.listen(tls=tls_options(cert_path, key_path, "lmtp-cert-path/lmtp-key-path"), tls_only=True)
 
         def client():
             context = ssl.create_default_context(cafile=cert_path)
