@@ -22,6 +22,7 @@ from stalwart.jmap.errors import RequestError
 from stalwart.jmap.http import HttpError, client_address, run_async, send_json
 from stalwart.jmap.methods.blob import UPLOAD_COMMAND
 from stalwart.jmap.request import parse_request
+from stalwart.mail.partblobs import read_blob, stored_blob_id
 from stalwart.store.blobs import is_blob_id
 from stalwart.store.commands import Command, encode_command
 from stalwart.store.refusal import Refused
@@ -159,24 +160,38 @@ class UploadEndpoint(_Endpoint):
 
 
 class DownloadEndpoint(_Endpoint):
-    """GET /jmap/download/{accountId}/{blobId}/{name}?accept={type} (RFC 8620 6.2)."""
+    """
+    GET /jmap/download/{accountId}/{blobId}/{name}?accept={type} (RFC 8620 6.2).
+
+    A whole blob is served from its file (with Range).  A part blob
+    (RFC 8621 4.1.4, L{stalwart.mail.partblobs}) is decoded from its
+    message on a reader thread and sent in one piece.
+    """
 
     def render_GET(self, request):
         @inlineCallbacks
         def handle():
             principal = yield self.authenticate(request)
             parts = [p.decode("utf-8", "replace") for p in request.postpath]
-            if len(parts) < 3 or parts[0] != principal.account_id or not is_blob_id(parts[1]):
+            if len(parts) < 3 or parts[0] != principal.account_id or stored_blob_id(parts[1]) is None:
                 raise HttpError(404, "no such blob")
             account, blob_id, name = parts[0], parts[1], urllib.parse.unquote(parts[2])
+            if not is_blob_id(blob_id):
+                found = yield self.node.reader.run(read_blob, self.node.blobs.read, account, blob_id)
+                if found is None:
+                    raise HttpError(404, "no such blob")
+                data, part_type = found
+                if getattr(request, "_disconnected", False):
+                    return
+                self._headers(request, name, part_type)
+                request.setHeader(b"content-length", str(len(data)).encode("ascii"))
+                request.write(data)
+                request.finish()
+                return
             found = yield self.node.reader.run(_blob_type, account, blob_id)
             if found is None or not self.node.blobs.exists(blob_id):
                 raise HttpError(404, "no such blob")
-            accept = request.args.get(b"accept", [b""])[0].decode("latin-1") or found
-            if not _is_media_type(accept):
-                raise HttpError(400, "accept must be a media type")
-            request.setHeader(b"content-disposition", _disposition(name))
-            request.setHeader(b"cache-control", b"private, immutable, max-age=31536000")
+            accept = self._headers(request, name, found)
             blob = File(self.node.blobs.path(blob_id), defaultType=accept)
             blob.type, blob.encoding = accept, None
             result = blob.render(request)
@@ -185,6 +200,16 @@ class DownloadEndpoint(_Endpoint):
                 request.finish()
 
         return run_async(request, handle)
+
+    def _headers(self, request, name: str, default_type: str) -> str:
+        """Set the headers of a download; the media type it is served as."""
+        accept = request.args.get(b"accept", [b""])[0].decode("latin-1") or default_type
+        if not _is_media_type(accept):
+            raise HttpError(400, "accept must be a media type")
+        request.setHeader(b"content-type", accept.encode("latin-1"))
+        request.setHeader(b"content-disposition", _disposition(name))
+        request.setHeader(b"cache-control", b"private, immutable, max-age=31536000")
+        return accept
 
 
 def _blob_type(conn, account: str, blob_id: str):

@@ -54,12 +54,21 @@ def mail_extension(
 ) -> Extension:
     """
     @param config: the L{stalwart.service.config.ServerConfig}; its upload
-        limit bounds the attachments of one Email (they are uploaded first).
-    @param mailbox: the Mailbox type with its limits (defaults: L{Mailbox}()).
+        limit bounds the attachments of one Email (they are uploaded first),
+        its C{mail-*} keys the Email methods and its C{mailbox-*} keys the
+        Mailbox type.
+    @param mailbox: the Mailbox type with its limits (defaults: from
+        C{config}, else L{Mailbox}()).
     """
-    mailbox = mailbox or Mailbox()
+    if mailbox is None:
+        mailbox = Mailbox() if config is None else Mailbox(
+            name_bytes_max=config.mailbox_name_max_len, depth_max=config.mailbox_max_depth,
+            mailboxes_max=config.mailbox_max_total)
     identity, vacation = Identity(), VacationResponse()
-    email_methods = EmailMethods(parse_message, email_properties, compose_message)
+    limits = {} if config is None else {
+        "message_bytes_max": config.mail_max_size, "import_items_max": config.mail_import_max_items,
+        "parse_items_max": config.mail_parse_max_items}
+    email_methods = EmailMethods(parse_message, email_properties, compose_message, **limits)
     typed = [MailboxMethods(mailbox), IdentityMethods(identity), VacationMethods(vacation), email_methods]
     methods, writes = {}, {}
     for t in typed:

@@ -175,6 +175,7 @@ def _is_text(value: object) -> bool:
 
 PORT = _integer(0, 65535, "a port number (0-65535)")
 COUNT = _integer(1, None, "a whole number >= 1")
+NAME_LENGTH = _integer(100, 65535, "a length in octets from 100 to 65535")
 SIZE = _integer(1, None, "a size in bytes >= 1")
 BOOLEAN = Kind("a boolean (true, false, yes, no, 1, 0)", _boolean, lambda v: isinstance(v, bool))
 HOST = Kind("a host name or IP address", str, _is_host)
@@ -320,9 +321,26 @@ KEYS: tuple[Key, ...] = (
         "the MTA may reach it.",
         "127.0.0.1;::1"),
     Key("mail-max-size", 50_000_000, SIZE,
-        "Largest message accepted by LMTP, in bytes (announced as SIZE). Like an "
+        "Largest message accepted by LMTP (announced as SIZE), imported, created "
+        "by Email/set or parsed by Email/parse, in bytes. Like an "
         "upload, a message travels through the replicated log and is held in "
         "memory while it arrives, so it matches max-size-upload."),
+    Key("mail-import-max-items", 100, COUNT,
+        "Messages in one Email/import call (more: requestTooLarge). The whole "
+        "call is one log entry whose apply parses every message while other "
+        "writes wait; 100 typical messages parse in well under a second."),
+    Key("mail-parse-max-items", 100, COUNT,
+        "Blobs in one Email/parse call (more: requestTooLarge); each is read "
+        "and parsed on a reader thread for that one call."),
+    Key("mailbox-name-max-len", 255, NAME_LENGTH,
+        "Longest Mailbox name, in UTF-8 octets (maxSizeMailboxName); RFC 8621 "
+        "asks for at least 100, and 255 fits any IMAP client's folder name."),
+    Key("mailbox-max-total", 1000, COUNT,
+        "Mailboxes one account may have; Mailbox/get and /query read all of "
+        "an account's Mailboxes, so this bounds their cost."),
+    Key("mailbox-max-depth", 10, COUNT,
+        "Levels of the Mailbox hierarchy (maxMailboxDepth); every parent "
+        "check walks the ancestors, and no client shows more than a few."),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
@@ -446,7 +464,17 @@ class ServerConfig:
     lmtp_trusted_ips: tuple[str, ...] = _field("lmtp-trusted-ips", converter=_tuple)
     """Addresses and networks allowed to use LMTP."""
     mail_max_size: int = _field("mail-max-size")
-    """Largest message accepted by LMTP, in bytes."""
+    """Largest message accepted by LMTP, Email/import, Email/set and Email/parse, in bytes."""
+    mail_import_max_items: int = _field("mail-import-max-items")
+    """Messages in one Email/import call."""
+    mail_parse_max_items: int = _field("mail-parse-max-items")
+    """Blobs in one Email/parse call."""
+    mailbox_name_max_len: int = _field("mailbox-name-max-len")
+    """Longest Mailbox name, in UTF-8 octets (at least 100)."""
+    mailbox_max_total: int = _field("mailbox-max-total")
+    """Mailboxes in one account."""
+    mailbox_max_depth: int = _field("mailbox-max-depth")
+    """Levels of the Mailbox hierarchy."""
 
     def __attrs_post_init__(self) -> None:
         if (self.jmap_cert_path is None) != (self.jmap_key_path is None):

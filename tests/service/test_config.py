@@ -52,6 +52,8 @@ class KeyTableTests(SynchronousTestCase):
             "lmtp-bind-addr": "127.0.0.1", "lmtp-port": 11200, "lmtp-cert-path": None,
             "lmtp-key-path": None, "lmtp-tls-only": False,
             "lmtp-trusted-ips": ("127.0.0.1", "::1"), "mail-max-size": 50_000_000,
+            "mail-import-max-items": 100, "mail-parse-max-items": 100, "mailbox-name-max-len": 255,
+            "mailbox-max-total": 1000, "mailbox-max-depth": 10,
         }
         self.assertEqual({key.name: key.default for key in KEYS}, expected)
 
