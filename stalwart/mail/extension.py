@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.mail.test_mailbox -*-
 """
 The mail L{Extension} (RFC 8621): the Mailbox, Email, Thread,
-SearchSnippet, Identity and VacationResponse data types, the capabilities C{urn:ietf:params:jmap:mail},
+SearchSnippet, Identity, EmailSubmission and VacationResponse data types, the capabilities C{urn:ietf:params:jmap:mail},
 C{:submission} and C{:vacationresponse} with each account's limits
 (RFC 8621 1.3), the email tables, and what a new account gets: the six
 usual Mailboxes with their roles, one Identity per address and its
@@ -21,6 +21,10 @@ from stalwart.mail.identity import Identity, IdentityMethods, account_addresses
 from stalwart.mail.parse import email_properties, parse_message
 from stalwart.mail.mailbox import Mailbox, MailboxMethods
 from stalwart.mail.schema import MAIL_SCHEMA
+from stalwart.mail.submission import (
+    SUBMISSION_HANDLERS, SUBMISSION_SCHEMA, EmailSubmission, SubmissionLimits, SubmissionMethods,
+)
+from stalwart.mail.autoreply import AUTOREPLY_HANDLERS, AUTOREPLY_SCHEMA
 from stalwart.mail.vacation import VacationMethods, VacationResponse, create_singleton
 from stalwart.service.extension import Extension
 
@@ -69,7 +73,9 @@ def mail_extension(
         "message_bytes_max": config.mail_max_size, "import_items_max": config.mail_import_max_items,
         "parse_items_max": config.mail_parse_max_items}
     email_methods = EmailMethods(parse_message, email_properties, compose_message, **limits)
-    typed = [MailboxMethods(mailbox), IdentityMethods(identity), VacationMethods(vacation), email_methods]
+    submission_limits = SubmissionLimits(message_bytes_max=config.mail_max_size) if config is not None else SubmissionLimits()
+    submissions = SubmissionMethods(EmailSubmission(), email_methods, parse_message, submission_limits)
+    typed = [MailboxMethods(mailbox), IdentityMethods(identity), VacationMethods(vacation), email_methods, submissions]
     methods, writes = {}, {}
     for t in typed:
         methods.update(t.methods())
@@ -106,6 +112,7 @@ def mail_extension(
             SUBMISSION: {"maxDelayedSend": 0, "submissionExtensions": {}},
             VACATION: {},
         },
-        schema=MAIL_SCHEMA,
+        handlers={**SUBMISSION_HANDLERS, **AUTOREPLY_HANDLERS},
+        schema=MAIL_SCHEMA + SUBMISSION_SCHEMA + AUTOREPLY_SCHEMA,
         account_created=[account_created],
     )

@@ -243,6 +243,10 @@ class Key:
         return str(self.default)
 
 
+RELAY_TLS = Kind("one of starttls, tls, none", str.lower, lambda v: v in ("starttls", "tls", "none"))
+RELAY_AUTH = Kind("one of none, plain, login", str.lower, lambda v: v in ("none", "plain", "login"))
+
+
 KEYS: tuple[Key, ...] = (
     Key("data-dir", "./stalwart-data", PATH,
         "Directory for the Raft log, state.db and blobs; created at start if missing."),
@@ -341,6 +345,24 @@ KEYS: tuple[Key, ...] = (
     Key("mailbox-max-depth", 10, COUNT,
         "Levels of the Mailbox hierarchy (maxMailboxDepth); every parent "
         "check walks the ancestors, and no client shows more than a few."),
+    Key("smtp-relay-host", None, HOST,
+        "SMTP relay (submission server) that EmailSubmission and vacation "
+        "auto-replies send through; only the Raft leader sends.",
+        "none: every submission fails, with deliveryStatus 554 5.3.5"),
+    Key("smtp-relay-port", 587, PORT,
+        "Port of the SMTP relay: 587 for submission with STARTTLS (RFC 6409), "
+        "465 for implicit TLS (RFC 8314)."),
+    Key("smtp-relay-tls", "starttls", RELAY_TLS,
+        "starttls (required, never a plain-text fallback), tls (implicit TLS) or "
+        "none (a relay on a trusted network only). The relay's certificate is "
+        "verified against the system trust roots and smtp-relay-host."),
+    Key("smtp-relay-auth", "none", RELAY_AUTH,
+        "SMTP AUTH mechanism for the relay: none, plain or login (RFC 4954); "
+        "needs smtp-relay-secret."),
+    Key("smtp-relay-secret", None, SECRET,
+        "Credentials for smtp-relay-auth: user:password, or the path (starting "
+        "with / or .) of a file holding user:password.",
+        "none"),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
@@ -475,6 +497,16 @@ class ServerConfig:
     """Mailboxes in one account."""
     mailbox_max_depth: int = _field("mailbox-max-depth")
     """Levels of the Mailbox hierarchy."""
+    smtp_relay_host: Optional[str] = _field("smtp-relay-host")
+    """SMTP relay for outgoing mail, or C{None}: submissions fail."""
+    smtp_relay_port: int = _field("smtp-relay-port")
+    """Port of the SMTP relay."""
+    smtp_relay_tls: str = _field("smtp-relay-tls")
+    """starttls, tls (implicit) or none."""
+    smtp_relay_auth: str = _field("smtp-relay-auth")
+    """none, plain or login."""
+    smtp_relay_secret: Optional[str] = _field("smtp-relay-secret")
+    """user:password, or a file path (starting with / or .) holding it."""
 
     def __attrs_post_init__(self) -> None:
         if (self.jmap_cert_path is None) != (self.jmap_key_path is None):
@@ -497,6 +529,8 @@ class ServerConfig:
             )
         if self.lmtp_tls_only and self.lmtp_cert_path is None:
             raise ConfigError("lmtp-tls-only: needs lmtp-cert-path and lmtp-key-path")
+        if self.smtp_relay_auth != "none" and self.smtp_relay_secret is None:
+            raise ConfigError(f"smtp-relay-auth: {self.smtp_relay_auth} needs smtp-relay-secret")
 
     @property
     def tls(self) -> bool:

@@ -8,7 +8,9 @@ Twisted application can also use on their own:
   - C{"store"}: state.db, blobs and their threads (L{StoreService});
   - C{"raft"}: the replicated log and its driver (L{RaftService});
   - C{"jmap"}: the HTTP(S) listener (L{JmapWebService});
-  - C{"lmtp"}: the LMTP listener (L{LmtpService}), unless lmtp-port is 0.
+  - C{"lmtp"}: the LMTP listener (L{LmtpService}), unless lmtp-port is 0;
+  - C{"outbox"}: sends submissions and vacation replies from the leader
+    (L{stalwart.mail.outbox.OutboxService}), with the mail extension.
 
 They start in that order and stop in reverse: the listener closes first,
 then the log finishes its current write and the state machine its queue,
@@ -200,7 +202,28 @@ def build_service(
         lmtp = LmtpService(config, node, reactor)
         lmtp.setName("lmtp")
         lmtp.setServiceParent(top)
+    if OUTBOX_COMMAND in handlers:
+        _add_outbox(top, config, node, reactor)
     return top
+
+
+#: The mail extension's sign that submissions are served: start its outbox.
+OUTBOX_COMMAND = "mail.submission.claim"
+
+
+def _add_outbox(top: StalwartService, config: ServerConfig, node: Node, reactor) -> None:
+    """
+    The C{"outbox"} service: sends EmailSubmissions and vacation replies
+    through smtp-relay-host, from the leader (stalwart.mail.outbox).  It
+    starts after "raft", whose driver it listens to.
+    """
+    from stalwart.mail.autoreply import AutoReplier
+    from stalwart.mail.outbox import OutboxService
+    from stalwart.mail.relay import relay_from_config
+
+    outbox = OutboxService(node, relay_from_config(config, reactor), reactor, AutoReplier)
+    outbox.setName("outbox")
+    outbox.setServiceParent(top)
 
 
 def makeService(options) -> StalwartService:

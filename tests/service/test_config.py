@@ -54,6 +54,8 @@ class KeyTableTests(SynchronousTestCase):
             "lmtp-trusted-ips": ("127.0.0.1", "::1"), "mail-max-size": 50_000_000,
             "mail-import-max-items": 100, "mail-parse-max-items": 100, "mailbox-name-max-len": 255,
             "mailbox-max-total": 1000, "mailbox-max-depth": 10,
+            "smtp-relay-host": None, "smtp-relay-port": 587, "smtp-relay-tls": "starttls",
+            "smtp-relay-auth": "none", "smtp-relay-secret": None,
         }
         self.assertEqual({key.name: key.default for key in KEYS}, expected)
 
@@ -65,6 +67,34 @@ class KeyTableTests(SynchronousTestCase):
             if key.default not in (None, ()):
                 text = key.describe_default()
                 self.assertEqual(key.kind.parse(text), key.default, key.name)
+
+
+class RelayConfigTests(SynchronousTestCase):
+    """
+    The smtp-relay-* keys (EmailSubmission and vacation replies).
+    """
+
+    def test_modes(self) -> None:
+        """
+        smtp-relay-tls and smtp-relay-auth take their listed values only.
+        """
+        self.assertEqual(KEYS_BY_NAME["smtp-relay-tls"].kind.parse("TLS"), "tls")
+        self.assertEqual(KEYS_BY_NAME["smtp-relay-auth"].kind.parse("login"), "login")
+        with self.assertRaises(ValueError):
+            KEYS_BY_NAME["smtp-relay-tls"].kind.parse("ssl")
+        with self.assertRaises(ValueError):
+            KEYS_BY_NAME["smtp-relay-auth"].kind.parse("cram-md5")
+
+    def test_auth_needs_secret(self) -> None:
+        """
+        AUTH without smtp-relay-secret is refused, naming the key.
+        """
+        with self.assertRaises(ConfigError) as caught:
+            ServerConfig(smtp_relay_host="relay.example.com", smtp_relay_auth="plain")
+        self.assertIn("smtp-relay-auth", str(caught.exception))
+        config = ServerConfig(smtp_relay_host="relay.example.com", smtp_relay_auth="plain",
+                              smtp_relay_secret="user:pass")
+        self.assertEqual((config.smtp_relay_port, config.smtp_relay_tls), (587, "starttls"))
 
 
 class ServerConfigTests(SynchronousTestCase):
