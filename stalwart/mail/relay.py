@@ -189,12 +189,10 @@ class SmtpRelay:
         if not mail_from.isascii() or not all(r.isascii() for r in rcpts):
             return succeed({r: (553, "5.6.7 Non-ASCII addresses need SMTPUTF8, which is not supported")
                             for r in rcpts})
-        from twisted.mail.smtp import ESMTPSenderFactory
-
         c = self.config
         done: Deferred = Deferred()
-        factory = ESMTPSenderFactory(
-            c.username, c.password, mail_from, list(rcpts), BytesIO(message), done, retries=0,
+        factory = _factory_class()(
+            c.username, c.password, mail_from, list(rcpts), BytesIO(_lf(message)), done, retries=0,
             timeout=c.timeout_seconds, contextFactory=self._tls if c.tls == "starttls" else None,
             requireAuthentication=c.auth != "none", requireTransportSecurity=c.tls == "starttls",
             hostname=c.host,
@@ -205,7 +203,38 @@ class SmtpRelay:
             self._reactor.connectSSL(c.host, c.port, factory, self._tls, timeout=c.timeout_seconds)
         else:
             self._reactor.connectTCP(c.host, c.port, factory, timeout=c.timeout_seconds)
-        return done.addCallbacks(lambda result: _replies(rcpts, result[1]), lambda f: _failed(rcpts, f))
+        done.addCallbacks(lambda result: _replies(rcpts, result[1]), lambda f: _failed(rcpts, f))
+        # Fire once the connection is closed too: nothing is left behind.
+        return done.addCallback(lambda replies: factory.closed.addCallback(lambda _: replies))
+
+
+def _factory_class():
+    from twisted.mail.smtp import ESMTPSenderFactory
+
+    class Factory(ESMTPSenderFactory):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.closed: Deferred = Deferred()
+
+        def clientConnectionFailed(self, connector, err):
+            super().clientConnectionFailed(connector, err)
+            self._closed()
+
+        def clientConnectionLost(self, connector, err):
+            super().clientConnectionLost(connector, err)
+            self._closed()
+
+        def _closed(self):
+            if not self.closed.called:
+                self.closed.callback(None)
+
+    return Factory
+
+
+def _lf(message: bytes) -> bytes:
+    # twisted.mail's client turns every LF into CRLF (and dot-stuffs) as
+    # it sends: it must be given LF line ends, or CR CR LF goes out.
+    return message.replace(b"\r\n", b"\n")
 
 
 def _sender_class(auth: str):
