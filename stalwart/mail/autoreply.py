@@ -229,6 +229,8 @@ class AutoReplier:
     def applied(self, entry, result: Any) -> None:
         if not self.running or not self._driver.is_leader or not isinstance(result, dict):
             return
+        if not getattr(self._relay, "configured", True):
+            return  # no smtp-relay-host: nobody to send the reply
         if command_kind(entry.data) != "mail.deliver":
             return
         command = decode_command(entry.data)

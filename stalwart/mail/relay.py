@@ -156,6 +156,9 @@ def delivery_outcome(replies: Mapping[str, Tuple[int, str]], attempts: int,
 class NoRelay:
     """The relay when smtp-relay-host is not set: every recipient is refused."""
 
+    #: Vacation replies are not even attempted without a relay.
+    configured = False
+
     def send(self, mail_from: str, rcpts: Sequence[str], message: bytes) -> Deferred:
         return succeed({r: (554, "5.3.5 No SMTP relay is configured (smtp-relay-host)") for r in rcpts})
 

@@ -227,3 +227,30 @@ class SmtpRelayTests(TestCase):
         """Without SMTPUTF8 a non-ASCII address is refused before connecting."""
         replies = self.successResultOf(self.relay.send("bob@example.org", ["jürgen@example.de"], b"x"))
         self.assertEqual(replies["jürgen@example.de"][0], 553)
+
+
+class FromConfigTests(SynchronousTestCase):
+    def test_secret_file(self) -> None:
+        """smtp-relay-secret starting with / names a file holding user:password, read at start."""
+        from stalwart.mail.relay import relay_from_config
+        from stalwart.service.config import ServerConfig
+        from stalwart.service.errors import ConfigError
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("relay-user:s3cret\n")
+        import os
+
+        path = os.path.abspath(path)
+        config = ServerConfig(smtp_relay_host="relay.example.com", smtp_relay_port=465, smtp_relay_tls="tls",
+                              smtp_relay_auth="login", smtp_relay_secret=path)
+        relay = relay_from_config(config, reactor)
+        self.assertEqual((relay.config.username, relay.config.password, relay.config.port, relay.config.tls),
+                         ("relay-user", "s3cret", 465, "tls"))
+        inline = ServerConfig(smtp_relay_host="relay.example.com", smtp_relay_auth="plain",
+                              smtp_relay_secret="u:p")
+        self.assertEqual(relay_from_config(inline, reactor).config.username, "u")
+        missing = ServerConfig(smtp_relay_host="relay.example.com", smtp_relay_auth="plain",
+                               smtp_relay_secret=path + ".missing")
+        self.assertRaises(ConfigError, relay_from_config, missing, reactor)
+        self.assertIsInstance(relay_from_config(ServerConfig(), reactor), NoRelay)
