@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from typing import Dict
+from typing import Dict, Mapping
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.resource import Resource
@@ -233,9 +233,12 @@ def _disposition(name: str) -> bytes:
 
 
 class JmapRoot(Resource):
-    """/.well-known/jmap, /jmap/session, /jmap/api, /jmap/upload/..., /jmap/download/..."""
+    """
+    /.well-known/jmap, /jmap/session, /jmap/api, /jmap/upload/...,
+    /jmap/download/..., and C{extra} children of /jmap (push: eventsource, ws).
+    """
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, extra: Mapping[bytes, Resource] = {}) -> None:
         super().__init__()
         session = SessionEndpoint(node)
         well_known = Resource()
@@ -246,6 +249,8 @@ class JmapRoot(Resource):
         jmap.putChild(b"api", ApiEndpoint(node))
         jmap.putChild(b"upload", UploadEndpoint(node))
         jmap.putChild(b"download", DownloadEndpoint(node))
+        for name, child in extra.items():
+            jmap.putChild(name, child)
         self.putChild(b"jmap", jmap)
 
     def getChild(self, path, request):

@@ -177,6 +177,9 @@ PORT = _integer(0, 65535, "a port number (0-65535)")
 COUNT = _integer(1, None, "a whole number >= 1")
 NAME_LENGTH = _integer(100, 65535, "a length in octets from 100 to 65535")
 SIZE = _integer(1, None, "a size in bytes >= 1")
+MILLISECONDS = _integer(0, None, "a duration in milliseconds >= 0")
+POSITIVE_MILLISECONDS = _integer(1, None, "a duration in milliseconds >= 1")
+PUSH_EXPIRY = _integer(172_800_000, None, "a duration in milliseconds of at least 48 hours (172800000)")
 BOOLEAN = Kind("a boolean (true, false, yes, no, 1, 0)", _boolean, lambda v: isinstance(v, bool))
 HOST = Kind("a host name or IP address", str, _is_host)
 HOST_LIST = Kind(
@@ -284,6 +287,30 @@ KEYS: tuple[Key, ...] = (
         "Ids one /query call returns at most; bounds the work of one call."),
     Key("changes-max-results", 5000, COUNT,
         "Ids one /changes call returns at most; clients page with sinceState."),
+    Key("event-source-throttle", 1000, MILLISECONDS,
+        "Least time between two StateChange pushes to one EventSource, WebSocket "
+        "or PushSubscription, in milliseconds; changes meanwhile are merged into "
+        "the next. A second keeps a busy account from flooding its clients while "
+        "new mail still shows within a second."),
+    Key("ws-heartbeat-interval", 30000, POSITIVE_MILLISECONDS,
+        "Time between WebSocket pings from the server, in milliseconds; shorter "
+        "than the idle timeouts of common proxies and NATs (60 s or more)."),
+    Key("ws-client-timeout", 90000, POSITIVE_MILLISECONDS,
+        "A WebSocket that sent nothing, not even a pong, for this long is closed, "
+        "in milliseconds; three heartbeats, so one lost pong is forgiven."),
+    Key("push-attempts-max", 3, COUNT,
+        "Attempts to POST one push message to a PushSubscription's URL before "
+        "it is dropped; clients resync on their next request anyway."),
+    Key("push-retry-interval", 10000, POSITIVE_MILLISECONDS,
+        "Wait before retrying a failed push POST, in milliseconds (at least this "
+        "long after a 429); changes meanwhile go in the retry."),
+    Key("push-timeout", 10000, POSITIVE_MILLISECONDS,
+        "Time a push service has to answer one POST, in milliseconds; a slow "
+        "one must not hold connections on the leader."),
+    Key("push-expires-max", 604_800_000, PUSH_EXPIRY,
+        "Latest expiry a PushSubscription may have, from now, in milliseconds "
+        "(7 days). RFC 8620 7.2 asks for at least 48 hours and recommends 7 days, "
+        "so that a phone app that is rarely in the foreground can renew it."),
     Key("admin-secret", None, SECRET,
         "Bearer secret for the /admin HTTP API used by stalwart-jmap-admin; "
         "use a long random value.",
@@ -457,6 +484,20 @@ class ServerConfig:
     """Ids returned by one /query call."""
     changes_max_results: int = _field("changes-max-results")
     """Ids returned by one /changes call."""
+    event_source_throttle: int = _field("event-source-throttle")
+    """Least time between two StateChange pushes to one client, in milliseconds."""
+    ws_heartbeat_interval: int = _field("ws-heartbeat-interval")
+    """Time between WebSocket pings, in milliseconds."""
+    ws_client_timeout: int = _field("ws-client-timeout")
+    """Silence after which a WebSocket is closed, in milliseconds."""
+    push_attempts_max: int = _field("push-attempts-max")
+    """Attempts to POST one push message."""
+    push_retry_interval: int = _field("push-retry-interval")
+    """Wait before retrying a push POST, in milliseconds."""
+    push_timeout: int = _field("push-timeout")
+    """Time a push service has to answer, in milliseconds."""
+    push_expires_max: int = _field("push-expires-max")
+    """Latest PushSubscription expiry from now, in milliseconds."""
     admin_secret: Optional[str] = _field("admin-secret")
     """Bearer secret of the admin API, or C{None}: admin API disabled."""
     log_level: str = _field("log-level")

@@ -7,6 +7,8 @@ Twisted application can also use on their own:
 
   - C{"store"}: state.db, blobs and their threads (L{StoreService});
   - C{"raft"}: the replicated log and its driver (L{RaftService});
+  - C{"push"}: the change feed, EventSource, WebSocket and PushSubscription
+    delivery (L{stalwart.push.service.PushService});
   - C{"jmap"}: the HTTP(S) listener (L{JmapWebService});
   - C{"lmtp"}: the LMTP listener (L{LmtpService}), unless lmtp-port is 0;
   - C{"outbox"}: sends submissions and vacation replies from the leader
@@ -42,6 +44,7 @@ from stalwart.jmap.context import WRITE_COMMAND
 from stalwart.lmtp.service import LmtpService
 from stalwart.mail.delivery import DELIVERY_HANDLERS, DELIVERY_SCHEMA
 from stalwart.mail.schema import MAIL_SCHEMA
+from stalwart.push.service import PushService, push_extension
 from stalwart.service.config import ServerConfig
 from stalwart.service.errors import ConfigError
 from stalwart.service.extension import Extension
@@ -119,6 +122,7 @@ def build_service(
     urandom: Callable[[int], bytes] = os.urandom,
     exit_on_error: bool = False,
     threads: bool = True,
+    push_agent=None,
 ) -> StalwartService:
     """
     @param object_types: data types served with the standard methods
@@ -128,6 +132,8 @@ def build_service(
     @param threads: C{False} runs the log writes, applies, reads and
         password hashing on the calling thread, so a test can run a whole
         node in-process on a fake reactor; production always uses threads.
+    @param push_agent: the L{IAgent} PushSubscription deliveries use
+        (default: an L{Agent} on C{reactor}).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -137,7 +143,8 @@ def build_service(
     # on a missing table, which the state machine would take for a broken
     # disk.  Given extensions come after it and may replace its handler.
     delivery = Extension(handlers=DELIVERY_HANDLERS, schema=MAIL_SCHEMA + DELIVERY_SCHEMA)
-    extensions = [Extension(object_types=list(object_types)), delivery, *extensions]
+    push = push_extension(config, reactor, urandom)
+    extensions = [Extension(object_types=list(object_types)), delivery, push, *extensions]
     logs.set_level(config.log_level)
     methods = {"Core/echo": Echo(), "Blob/copy": BlobCopy()}
     writes = {"Blob/copy": apply_blob_copy}
@@ -193,7 +200,10 @@ def build_service(
         capabilities=capabilities, account_capabilities=account_capabilities,
     )
     top.node = node
-    root = JmapRoot(node)
+    push_service = PushService(config, node, store, reactor, urandom, agent=push_agent)
+    push_service.setName("push")
+    push_service.setServiceParent(top)
+    root = JmapRoot(node, push_service.resources)
     root.putChild(b"admin", AdminApi(node))
     web = JmapWebService(config, make_site(root, config), reactor)
     web.setName("jmap")

@@ -20,6 +20,8 @@ from stalwart.store.commands import Command, encode_command
 __all__ = ["Node", "utc_date"]
 
 SESSIONS_CACHED_MAX = 10000
+#: Capabilities of the server, never of an account (RFC 8887 4.1: WebSocket).
+SESSION_ONLY_CAPABILITIES = (CORE, "urn:ietf:params:jmap:websocket")
 
 
 def utc_date(seconds: float) -> str:
@@ -102,7 +104,10 @@ class Node:
         base = self.config.jmap_url.rstrip("/")
         account = AccountInfo(
             id=principal.account_id, name=principal.name, is_personal=True, is_read_only=False,
-            account_capabilities={uri: dict(self._account_capabilities.get(uri, {})) for uri in self.capabilities if uri != CORE},
+            account_capabilities={
+                uri: dict(self._account_capabilities.get(uri, {}))
+                for uri in self.capabilities if uri not in SESSION_ONLY_CAPABILITIES
+            },
         )
         return session_object(
             username=principal.name,

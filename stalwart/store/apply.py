@@ -9,7 +9,8 @@ batch of entries and the new C{last_applied}.  A deterministic refusal
 that entry alone and becomes its result, the same on every node.  Entries
 are first applied without savepoints (two statements fewer each); only
 when one of them is refused is the batch rolled back and applied again
-with a savepoint around each entry.  Errors of this node's own environment
+with a savepoint around each entry.  The JMAP states each entry changed
+are kept for the push listeners (L{StateMachine.changed_states}).  Errors of this node's own environment
 (SQLite I/O errors, a full disk) are raised instead: skipping the entry
 here while other nodes apply it would make replicas diverge.
 """
@@ -17,7 +18,7 @@ here while other nodes apply it would make replicas diverge.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 import attrs
 from twisted.logger import Logger
@@ -26,6 +27,7 @@ from stalwart.logs import observer
 
 from stalwart.cluster.raft.messages import ENTRY_NOOP, Entry
 from stalwart.store.blobs import BlobStore
+from stalwart.store.changes import collect_states, stop_collecting
 from stalwart.store.commands import BadCommand, Command, decode_command
 from stalwart.store.refusal import Refused
 from stalwart.store.schema import connect, create_schema
@@ -64,6 +66,8 @@ class StateMachine:
         create_schema(self._conn)
         if schema:
             self._conn.executescript(schema)
+        self._collector = collect_states(self._conn)
+        self._changed: Dict[int, Dict[str, Dict[str, int]]] = {}
         (self.last_applied,) = self._conn.execute(
             "SELECT value FROM meta WHERE key = 'last_applied'"
         ).fetchone()
@@ -74,11 +78,13 @@ class StateMachine:
             return []
         assert entries[0].index == self.last_applied + 1, (entries[0].index, self.last_applied)
         conn = self._conn
+        self._collector.take()
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
                 results = [self._apply_one(entry, isolate=False) for entry in entries]
             except _Isolate:
+                self._collector.take()
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 results = [self._apply_one(entry, isolate=True) for entry in entries]
@@ -90,7 +96,17 @@ class StateMachine:
             conn.execute("ROLLBACK")
             raise
         self.last_applied = entries[-1].index
+        self._changed = self._collector.take()
         return results
+
+    def changed_states(self, index: int) -> Mapping[str, Mapping[str, int]]:
+        """
+        C{{account: {type: modseq}}} of the states entry C{index} of the
+        last applied batch changed.  The driver calls its on_applied
+        listeners (on the reactor thread) before it starts the next apply,
+        so they may read this safely.
+        """
+        return self._changed.get(index, {})
 
     def _apply_one(self, entry: Entry, isolate: bool) -> Any:
         if entry.kind == ENTRY_NOOP:
@@ -103,6 +119,7 @@ class StateMachine:
         if handler is None:
             return Refused("unknownCommand", f"entry {entry.index}: no handler for {command.kind!r}")
         conn = self._conn
+        self._collector.index = entry.index
         context = ApplyContext(tx=conn, blobs=self.blobs, index=entry.index, command=command)
         if not isolate:
             try:
@@ -115,6 +132,7 @@ class StateMachine:
         try:
             result = handler(context)
         except Refused as refusal:
+            self._collector.discard(entry.index)
             conn.execute("ROLLBACK TO entry")
             conn.execute("RELEASE entry")
             return refusal
@@ -122,6 +140,7 @@ class StateMachine:
             raise
         except Exception:
             self.log.failure("applying entry {index} ({kind}) failed", index=entry.index, kind=command.kind)
+            self._collector.discard(entry.index)
             conn.execute("ROLLBACK TO entry")
             conn.execute("RELEASE entry")
             return Refused("serverFail", f"entry {entry.index} could not be applied")
@@ -129,4 +148,5 @@ class StateMachine:
         return result
 
     def close(self) -> None:
+        stop_collecting(self._conn)
         self._conn.close()

@@ -10,16 +10,22 @@ modseq of its newest change, in decimal.  One row per object remembers
 when it was created, last changed and whether it is gone; C{horizon} is
 the oldest state from which changes can still be calculated (raised when
 tombstones are pruned).
+
+So that push (RFC 8620 section 7) learns what each log entry changed
+without reading the database again, L{record_change} also notes the new
+state in the L{StateCollector} that the state machine registers for its
+connection (L{collect_states}); a connection without one (a test's) notes
+nothing.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import attrs
 
-__all__ = ["record_change", "state_of", "changes_since", "Changes", "CannotCalculate", "CREATED", "UPDATED", "DESTROYED"]
+__all__ = ["StateCollector", "collect_states", "stop_collecting", "record_change", "state_of", "changes_since", "Changes", "CannotCalculate", "CREATED", "UPDATED", "DESTROYED"]
 
 CREATED, UPDATED, DESTROYED = "created", "updated", "destroyed"
 
@@ -36,6 +42,44 @@ class Changes:
     created: List[str]
     updated: List[str]
     destroyed: List[str]
+
+
+class StateCollector:
+    """
+    The states each log entry changed, by entry index: C{{index: {account:
+    {type: modseq}}}}.  Filled on the state machine's thread while it
+    applies a batch; deterministic, since it follows the applies.
+    """
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.changed: Dict[int, Dict[str, Dict[str, int]]] = {}
+
+    def note(self, account_id: str, type_name: str, modseq: int) -> None:
+        self.changed.setdefault(self.index, {}).setdefault(account_id, {})[type_name] = modseq
+
+    def discard(self, index: int) -> None:
+        """Entry C{index} was rolled back: it changed nothing."""
+        self.changed.pop(index, None)
+
+    def take(self) -> Dict[int, Dict[str, Dict[str, int]]]:
+        changed, self.changed = self.changed, {}
+        return changed
+
+
+#: Collectors by writing connection.  Only state machines register; the
+#: lookup in record_change is one dict probe.
+_COLLECTORS: Dict[sqlite3.Connection, StateCollector] = {}
+
+
+def collect_states(tx: sqlite3.Connection) -> StateCollector:
+    """Note every change recorded through C{tx} in the returned collector."""
+    collector = _COLLECTORS[tx] = StateCollector()
+    return collector
+
+
+def stop_collecting(tx: sqlite3.Connection) -> None:
+    _COLLECTORS.pop(tx, None)
 
 
 def _next_modseq(tx: sqlite3.Connection, account_id: str) -> int:
@@ -64,6 +108,9 @@ def record_change(tx: sqlite3.Connection, account_id: str, type_name: str, objec
         " ON CONFLICT (account_id, type) DO UPDATE SET modseq = excluded.modseq",
         (account_id, type_name, modseq),
     )
+    collector = _COLLECTORS.get(tx)
+    if collector is not None:
+        collector.note(account_id, type_name, modseq)
     return modseq
 
 

@@ -60,7 +60,7 @@ class SessionTests(_HttpTestCase):
         self.assertEqual(list(session["accounts"]), [self.alice["id"]])
         self.assertEqual(session["accounts"][self.alice["id"]]["name"], "alice@example.com")
         self.assertTrue(session["accounts"][self.alice["id"]]["isPersonal"])
-        self.assertEqual(set(session["capabilities"]), {CORE, NOTES})
+        self.assertEqual(set(session["capabilities"]), {CORE, NOTES, "urn:ietf:params:jmap:websocket"})
         self.assertEqual(session["capabilities"][CORE]["maxCallsInRequest"], self.live.config.max_calls_in_request)
         self.assertEqual(session["primaryAccounts"].get(NOTES), self.alice["id"])
         self.assertIsInstance(session["state"], str)
