@@ -44,7 +44,7 @@ from twisted.web.server import NOT_DONE_YET
 from wsproto import ConnectionType
 from wsproto.events import AcceptConnection
 from wsproto.handshake import H11Handshake
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from stalwart.jmap.errors import REQUEST_ERROR_PREFIX, RequestError
 from stalwart.jmap.http import HttpError, client_address, run_async
@@ -259,8 +259,14 @@ class JmapWebSocket:
         self._heartbeat = self._clock.callLater(self._endpoint.heartbeat, self._beat)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        if self.open:
+        if not self.open:
+            return
+        self.open = False
+        try:
             self.transport.loseConnection(code, reason)
+        except LocalProtocolError:
+            # wsproto is already closing (the client sent a Close first).
+            self.transport.transport.loseConnection()
 
 
 def _upgrade(request, handshake: H11Handshake, protocol: JmapWebSocket) -> None:
