@@ -320,6 +320,15 @@ class Simulation:
         added = change.get("add_learner")
         if added is not None and added not in self.nodes:
             self.spawn(added, Configuration())
+        if rng.random() < 0.5:
+            # A hasty operator: the core must refuse a second change until
+            # the first commits (thesis 4.1).
+            try:
+                leader.propose_config_change(remove=rng.choice(sorted(config.members)))
+            except (ConfigChangeRefused, NotLeader):
+                pass
+            else:
+                self.fail("a second configuration change was accepted before the first committed")
         self.drain(leader.id)
 
     # -- invariants --------------------------------------------------------
