@@ -166,7 +166,7 @@ class PushDelivery:
         self.feed = feed
         self._read = read
         self.is_leader = is_leader
-        self._post = post
+        self.post = post
         self._urandom = urandom
         self.attempts_max = attempts_max
         self.retry_interval = retry_interval
@@ -247,7 +247,7 @@ class PushDelivery:
         if subscription.keys is not None:
             body = encrypt(body, subscription.keys["p256dh"], subscription.keys["auth"], self._urandom)
             headers[b"content-encoding"] = b"aes128gcm"
-        d = self._post(subscription.url, headers, body)
+        d = self.post(subscription.url, headers, body)
 
         def failed(failure):
             log.info("push to {url} failed: {error}", url=subscription.url, error=failure.getErrorMessage())

@@ -127,3 +127,36 @@ class EventSourceTests(SynchronousTestCase):
         self.assertEqual(feed.listening(self.live.account), 0)
         self.live.pump(0)
         self.successResultOf(done)
+
+
+class DeliveryEventTests(SynchronousTestCase):
+    def test_lmtp_delivery(self) -> None:
+        """
+        A message delivered over LMTP produces a state event with Email,
+        Mailbox, Thread and EmailDelivery within one throttle period.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from stalwart.mail.extension import mail_extension
+
+        live = PushNode(self, extensions=[mail_extension()])
+        response, chunks, done = live.open_stream("/jmap/eventsource?types=*&closeafter=no&ping=0")
+        factory = live.service.getServiceNamed("lmtp").factory
+        peer = IPv4Address("TCP", "127.0.0.1", 5000)
+        protocol = factory.buildProtocol(peer)
+        transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"LHLO mta.example.com\r\nMAIL FROM:<bob@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n"
+            b"From: bob@example.org\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nHello.\r\n.\r\n"
+        )
+        live.pump(0)
+        self.assertIn(b"250 2.0.0", transport.value().splitlines()[-1], transport.value())
+        [(name, data, event_id)] = events(chunks)
+        changed = data["changed"][live.account]
+        self.assertEqual(set(changed), {"Email", "Mailbox", "Thread", "EmailDelivery"})
+        self.assertEqual(changed["EmailDelivery"], changed["Email"])
+        email_state = live.call(live.account, "Email/get", {"ids": []}, using=[
+            "urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"])[1]["state"]
+        self.assertEqual(changed["Email"], email_state)
