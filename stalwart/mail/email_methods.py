@@ -290,24 +290,38 @@ class EmailMethods:
 
         def read(conn):
             state = state_of(conn, account, store.EMAIL)
-            ids = self._results(conn, account, filter_sql, sort_sql, collapse, blobs)
-            if anchor is not None:
-                if anchor not in ids:
-                    raise MethodError("anchorNotFound", f"{anchor} is not in the results")
-                start = max(0, ids.index(anchor) + anchor_offset)
-            elif position < 0:
-                start = max(0, len(ids) + position)
+            if collapse or filter_sql[2]:
+                start, page, total = self._window_of_list(conn, account, filter_sql, sort_sql, collapse, blobs,
+                                                          position, anchor, anchor_offset, limit)
             else:
-                start = min(position, len(ids))
+                start, page, total = _window_in_sql(conn, account, filter_sql, sort_sql, position, anchor,
+                                                    anchor_offset, limit, total_wanted)
             response = {"accountId": account, "queryState": state, "canCalculateChanges": True,
-                        "position": start, "ids": ids[start:start + limit], "collapseThreads": collapse}
+                        "position": start, "ids": page, "collapseThreads": collapse}
             if total_wanted:
-                response["total"] = len(ids)
+                response["total"] = total
             if wanted is None or wanted > cap:
                 response["limit"] = cap
             return [("Email/query", response)]
 
         return context.reader.run(read)
+
+    def _window_of_list(self, conn, account: str, filter_sql, sort_sql, collapse: bool, blobs, position: int,
+                        anchor: Optional[str], anchor_offset: int, limit: int):
+        """
+        The page of a query that needs every result in Python (collapsed
+        Threads, header conditions): (position, ids, total).
+        """
+        ids = self._results(conn, account, filter_sql, sort_sql, collapse, blobs)
+        if anchor is not None:
+            if anchor not in ids:
+                raise MethodError("anchorNotFound", f"{anchor} is not in the results")
+            start = max(0, ids.index(anchor) + anchor_offset)
+        elif position < 0:
+            start = max(0, len(ids) + position)
+        else:
+            start = min(position, len(ids))
+        return start, ids[start:start + limit], len(ids)
 
     def query_changes(self, arguments, context, created_ids):
         check_arguments(arguments, {"accountId", "filter", "sort", "sinceQueryState", "maxChanges", "upToId",
@@ -761,6 +775,47 @@ class EmailMethods:
         if wanted:
             email.update(self._properties(message, raw, blob_id, wanted, **options))
         return {p: email[p] for p in properties}
+
+
+def _window_in_sql(conn, account: str, filter_sql, sort_sql, position: int, anchor: Optional[str],
+                   anchor_offset: int, limit: int, total_wanted: bool):
+    """
+    The page of a query SQL answers alone: (position, ids, total or None).
+    Only the page's rows reach Python (LIMIT/OFFSET); the total is a
+    COUNT, run only when asked for or needed to place a negative
+    position; an anchor is looked for by reading ids up to it.
+    """
+    where, params, _ = filter_sql
+    order, order_params = sort_sql
+    source = f"FROM emails e WHERE e.account_id = ? AND {where}"
+    args = (account, *params)
+
+    def count() -> int:
+        return conn.execute(f"SELECT COUNT(*) {source}", args).fetchone()[0]
+
+    total = None
+    if anchor is not None:
+        cursor = conn.execute(f"SELECT e.id {source} ORDER BY {order}", (*args, *order_params))
+        try:
+            index = next((n for n, (email_id,) in enumerate(cursor) if email_id == anchor), None)
+        finally:
+            cursor.close()
+        if index is None:
+            raise MethodError("anchorNotFound", f"{anchor} is not in the results")
+        start = max(0, index + anchor_offset)
+    elif position < 0:
+        total = count()
+        start = max(0, total + position)
+    else:
+        start = position
+    page = [r[0] for r in conn.execute(f"SELECT e.id {source} ORDER BY {order} LIMIT ? OFFSET ?",
+                                       (*args, *order_params, limit, start))]
+    if not page and start > 0 and anchor is None:
+        total = count() if total is None else total
+        start = min(start, total)  # past the end: the position is the total (RFC 8620 5.5)
+    if total_wanted and total is None:
+        total = count()
+    return start, page, total
 
 
 def _text_queries(filter_: Any) -> List[str]:

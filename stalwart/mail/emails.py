@@ -10,6 +10,15 @@ it names in Message-ID, In-Reply-To or References, when their base
 subjects (RFC 5256 2.1) agree.  When one message links two threads, they
 merge into the older one; since threadId is immutable, the moved Emails
 are destroyed and created again with new ids (RFC 8621 3).
+
+Mailbox counts (RFC 8621 2: totalEmails, unreadEmails, totalThreads,
+unreadThreads) are kept in C{mailbox_counts} by every write here, so that
+Mailbox/get reads one row per Mailbox whatever the store's size.  Each
+write names the Threads it touches; L{CountChange} adds up what those
+Threads contribute to each Mailbox before and after the write and applies
+the difference.  A Thread's contribution depends only on its own Emails
+and on which Mailbox is the trash, so the sums stay exact; when the trash
+changes, the Mailbox methods rebuild the account's counts.
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ __all__ = [
     "thread_email_ids",
     "normalise_keyword",
     "is_keyword",
+    "trash_id",
+    "CountChange",
+    "stored_counts",
 ]
 
 EMAIL, THREAD, MAILBOX = "Email", "Thread", "Mailbox"
@@ -118,6 +130,114 @@ def _merge_threads(tx: sqlite3.Connection, account_id: str, keep: str, others: S
         record_change(tx, account_id, THREAD, other, DESTROYED)
 
 
+# -- counts ------------------------------------------------------------------
+
+_THREAD_ROWS = """
+    SELECT m.mailbox_id, NOT EXISTS (SELECT 1 FROM email_keywords k WHERE k.account_id = e.account_id
+        AND k.email_id = e.id AND k.keyword IN ('$seen', '$draft'))
+    FROM emails e CROSS JOIN email_mailboxes m INDEXED BY email_mailboxes_by_email
+        ON m.account_id = e.account_id AND m.email_id = e.id
+    WHERE e.account_id = ? AND e.thread_id = ?
+"""
+# The plan is fixed: the Thread's Emails by emails_by_thread first (CROSS
+# JOIN keeps the order), then each one's Mailboxes.  Left to itself, SQLite
+# (without ANALYZE statistics) scans every mailbox row of the account.
+
+
+def trash_id(conn: sqlite3.Connection, account_id: str) -> str:
+    """The id of the account's Mailbox with the trash role, or C{""}."""
+    row = conn.execute(
+        "SELECT id FROM objects WHERE account_id = ? AND type = ? AND json_extract(data, '$.role') = 'trash'",
+        (account_id, MAILBOX),
+    ).fetchone()
+    return row[0] if row else ""
+
+
+def _contributions(tx: sqlite3.Connection, account_id: str, thread_ids: Iterable[str], trash: str) -> Dict[str, List[int]]:
+    """
+    What C{thread_ids} add to each Mailbox's [totalEmails, unreadEmails,
+    totalThreads, unreadThreads].  An Email is unread without $seen and
+    $draft.  A Thread is unread for a Mailbox holding one of its Emails
+    when one of its unread Emails is in a Mailbox other than the trash;
+    for the trash, when one of its unread Emails is in the trash (the
+    RFC 8621 2 "quality implementation").
+    """
+    sums: Dict[str, List[int]] = {}
+    for thread_id in sorted(set(thread_ids)):
+        per_mailbox: Dict[str, List[int]] = {}
+        unread_outside = unread_in_trash = False
+        for mailbox_id, unread in tx.execute(_THREAD_ROWS, (account_id, thread_id)):
+            counts = per_mailbox.setdefault(mailbox_id, [0, 0])
+            counts[0] += 1
+            counts[1] += unread
+            if unread:
+                if mailbox_id == trash:
+                    unread_in_trash = True
+                else:
+                    unread_outside = True
+        for mailbox_id, (total, unread) in per_mailbox.items():
+            unread_thread = unread_in_trash if mailbox_id == trash else unread_outside
+            sums_of = sums.setdefault(mailbox_id, [0, 0, 0, 0])
+            sums_of[0] += total
+            sums_of[1] += unread
+            sums_of[2] += 1
+            sums_of[3] += int(unread_thread)
+    return sums
+
+
+class CountChange:
+    """
+    Keeps C{mailbox_counts} right across one write touching some Threads:
+    made before the write, L{done} after it.
+    """
+
+    def __init__(self, tx: sqlite3.Connection, account_id: str, thread_ids: Iterable[str]) -> None:
+        self._tx = tx
+        self._account = account_id
+        self._threads = set(thread_ids)
+        self._trash = trash_id(tx, account_id)
+        self._before = _contributions(tx, account_id, self._threads, self._trash)
+
+    def done(self, more_thread_ids: Iterable[str] = ()) -> List[str]:
+        """
+        Apply the difference; C{more_thread_ids}: Threads the write created.
+        Returns the Mailboxes whose counts changed.
+        """
+        after = _contributions(self._tx, self._account, self._threads | set(more_thread_ids), self._trash)
+        changed = []
+        for mailbox_id in sorted(set(self._before) | set(after)):
+            old = self._before.get(mailbox_id, [0, 0, 0, 0])
+            new = after.get(mailbox_id, [0, 0, 0, 0])
+            delta = [n - o for n, o in zip(new, old)]
+            if not any(delta):
+                continue
+            changed.append(mailbox_id)
+            self._tx.execute(
+                "INSERT INTO mailbox_counts (account_id, mailbox_id, total_emails, unread_emails, total_threads,"
+                " unread_threads) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, mailbox_id) DO UPDATE SET"
+                " total_emails = total_emails + excluded.total_emails,"
+                " unread_emails = unread_emails + excluded.unread_emails,"
+                " total_threads = total_threads + excluded.total_threads,"
+                " unread_threads = unread_threads + excluded.unread_threads",
+                (self._account, mailbox_id, *delta),
+            )
+        if changed:
+            self._tx.execute("DELETE FROM mailbox_counts WHERE account_id = ? AND total_emails = 0", (self._account,))
+        return changed
+
+
+def stored_counts(conn: sqlite3.Connection, account_id: str) -> Dict[str, Tuple[int, int, int, int]]:
+    """Mailbox id -> (totalEmails, unreadEmails, totalThreads, unreadThreads), for Mailboxes holding Emails."""
+    return {r[0]: tuple(r[1:]) for r in conn.execute(
+        "SELECT mailbox_id, total_emails, unread_emails, total_threads, unread_threads FROM mailbox_counts"
+        " WHERE account_id = ?", (account_id,))}
+
+
+def _thread_of(tx: sqlite3.Connection, account_id: str, email_id: str) -> Optional[str]:
+    row = tx.execute("SELECT thread_id FROM emails WHERE account_id = ? AND id = ?", (account_id, email_id)).fetchone()
+    return row[0] if row else None
+
+
 # -- writing ---------------------------------------------------------------
 
 
@@ -139,6 +259,7 @@ def add_email(
     subject_key = base_subject(subject)
     keys = list(dict.fromkeys(parsed.message_ids() + parsed.in_reply_to() + parsed.references()))
     threads = _thread_for(tx, account_id, keys, subject_key)
+    counting = CountChange(tx, account_id, threads)
     if threads:
         thread_id, created_thread = threads[0], False
         _merge_threads(tx, account_id, thread_id, threads[1:])
@@ -178,7 +299,7 @@ def add_email(
     )
     record_change(tx, account_id, EMAIL, email_id, CREATED)
     record_change(tx, account_id, THREAD, thread_id, CREATED if created_thread else UPDATED)
-    _mailboxes_changed(tx, account_id, mailboxes)
+    _mailboxes_changed(tx, account_id, counting.done([thread_id]))
     return {"id": email_id, "blobId": blob_id, "threadId": thread_id, "size": parsed.size}
 
 
@@ -205,12 +326,13 @@ def set_keywords(tx: sqlite3.Connection, account_id: str, email_id: str, keyword
     old = set(keywords_of(tx, account_id, email_id))
     if new == old:
         return False
+    counting = CountChange(tx, account_id, [_thread_of(tx, account_id, email_id)])
     tx.executemany("DELETE FROM email_keywords WHERE account_id = ? AND email_id = ? AND keyword = ?",
                    [(account_id, email_id, k) for k in old - new])
     tx.executemany("INSERT INTO email_keywords (account_id, email_id, keyword) VALUES (?, ?, ?)",
                    [(account_id, email_id, k) for k in new - old])
-    if "$seen" in (old ^ new):
-        _mailboxes_changed(tx, account_id, mailbox_ids_of(tx, account_id, email_id))
+    # $seen or $draft: unread counts here and unreadThreads of the Thread's other Mailboxes.
+    _mailboxes_changed(tx, account_id, counting.done())
     return True
 
 
@@ -220,11 +342,12 @@ def set_mailboxes(tx: sqlite3.Connection, account_id: str, email_id: str, mailbo
     old = set(mailbox_ids_of(tx, account_id, email_id))
     if new == old:
         return False
+    counting = CountChange(tx, account_id, [_thread_of(tx, account_id, email_id)])
     tx.executemany("DELETE FROM email_mailboxes WHERE account_id = ? AND mailbox_id = ? AND email_id = ?",
                    [(account_id, m, email_id) for m in old - new])
     tx.executemany("INSERT INTO email_mailboxes (account_id, mailbox_id, email_id) VALUES (?, ?, ?)",
                    [(account_id, m, email_id) for m in new - old])
-    _mailboxes_changed(tx, account_id, old ^ new)
+    _mailboxes_changed(tx, account_id, set(counting.done()) | (old ^ new))
     return True
 
 
@@ -236,7 +359,7 @@ def destroy_email(tx: sqlite3.Connection, account_id: str, email_id: str) -> boo
     if row is None:
         return False
     rowid, thread_id = row
-    mailboxes = mailbox_ids_of(tx, account_id, email_id)
+    counting = CountChange(tx, account_id, [thread_id])
     tx.execute("DELETE FROM email_text WHERE rowid = ?", (rowid,))
     tx.execute("DELETE FROM emails WHERE rowid = ?", (rowid,))
     record_change(tx, account_id, EMAIL, email_id, DESTROYED)
@@ -248,7 +371,7 @@ def destroy_email(tx: sqlite3.Connection, account_id: str, email_id: str) -> boo
     else:
         tx.execute("DELETE FROM thread_keys WHERE account_id = ? AND thread_id = ?", (account_id, thread_id))
         record_change(tx, account_id, THREAD, thread_id, DESTROYED)
-    _mailboxes_changed(tx, account_id, mailboxes)
+    _mailboxes_changed(tx, account_id, counting.done())
     return True
 
 

@@ -5,11 +5,13 @@ by C{parentId}, with at most one Mailbox per role in an account.
 
 Mailboxes are generic JSON objects (L{stalwart.store.objects}); their
 counts (C{totalEmails}, C{unreadEmails}, C{totalThreads},
-C{unreadThreads}) are computed on /get from the email tables of
-L{stalwart.mail.schema}, never stored, so they can never disagree with
-the emails.  Whoever changes emails records a Mailbox change for every
-Mailbox whose counts it changes (RFC 8621 2: the Mailbox state covers
-the counts).
+C{unreadThreads}) are kept in the C{mailbox_counts} table by the writes
+of L{stalwart.mail.emails}, which also record a Mailbox change for every
+Mailbox whose counts they change (RFC 8621 2: the Mailbox state covers
+the counts).  Which Mailbox is the trash decides unreadThreads, so a
+Mailbox/set that changes it rebuilds the account's counts from the email
+tables (L{mailbox_counts}, which is also the reference the tests compare
+the kept counts with).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from stalwart.mail import emails
 from stalwart.store.changes import UPDATED, record_change
 from stalwart.store.objects import load_object, load_objects
 
-__all__ = ["Mailbox", "MailboxMethods", "TypeMethods", "fill_defaults", "ROLES", "mailbox_counts", "OWNER_RIGHTS"]
+__all__ = ["Mailbox", "MailboxMethods", "TypeMethods", "fill_defaults", "ROLES", "mailbox_counts", "rebuild_counts",
+           "OWNER_RIGHTS"]
 
 #: Roles a Mailbox may have: the IANA IMAP Mailbox Name Attributes that
 #: name a purpose (RFC 8457), lower-cased, and "inbox" (RFC 8621 2).
@@ -151,9 +154,9 @@ class Mailbox(ObjectType):
 
     def expand(self, conn, account_id: str, objects: Dict[str, Dict]) -> None:
         fill_defaults(self, objects)
-        counts = mailbox_counts(conn, account_id)
+        counts = emails.stored_counts(conn, account_id)
         for object_id, obj in objects.items():
-            obj.update(counts.get(object_id, dict.fromkeys(COUNTS, 0)))
+            obj.update(zip(COUNTS, counts.get(object_id, (0, 0, 0, 0))))
             obj["myRights"] = dict(OWNER_RIGHTS)
 
     # -- query ----------------------------------------------------------
@@ -288,7 +291,8 @@ GROUP BY m.mailbox_id
 
 def mailbox_counts(conn, account_id: str) -> Dict[str, Dict[str, int]]:
     """
-    The four counts of every Mailbox that holds an Email (RFC 8621 2).
+    The four counts of every Mailbox that holds an Email (RFC 8621 2),
+    computed from the email tables: it reads every Email of the account.
 
     An Email is unread when it has neither C{$seen} nor C{$draft}.
     C{unreadThreads} follows the RFC's "quality implementation": the
@@ -302,6 +306,17 @@ def mailbox_counts(conn, account_id: str) -> Dict[str, Dict[str, int]]:
     ).fetchone()
     rows = conn.execute(_COUNTS, {"account": account_id, "trash": trash[0] if trash else ""})
     return {row[0]: dict(zip(COUNTS, (row[1], row[2] or 0, row[3], row[4]))) for row in rows}
+
+
+def rebuild_counts(tx, account_id: str) -> None:
+    """Recompute the kept counts of every Mailbox of an account (after the trash changed)."""
+    tx.execute("DELETE FROM mailbox_counts WHERE account_id = ?", (account_id,))
+    tx.executemany(
+        "INSERT INTO mailbox_counts (account_id, mailbox_id, total_emails, unread_emails, total_threads,"
+        " unread_threads) VALUES (?, ?, ?, ?, ?, ?)",
+        [(account_id, mailbox_id, *(c[k] for k in COUNTS))
+         for mailbox_id, c in sorted(mailbox_counts(tx, account_id).items())],
+    )
 
 
 def remove_emails(tx, account_id: str, mailbox_id: str) -> None:
@@ -404,10 +419,17 @@ class MailboxMethods(TypeMethods):
             "destroy": sorted(args["destroy"], key=lambda i: -len(_ancestors(mailboxes, i))),
         }
         self._created_ids = created_ids
+        trash = emails.trash_id(ctx.tx, account)
         try:
-            return super().apply_set(ctx, account, args, created_ids, now)
+            responses = super().apply_set(ctx, account, args, created_ids, now)
         finally:
             self._created_ids = {}
+        if emails.trash_id(ctx.tx, account) != trash:
+            # unreadThreads depends on which Mailbox is the trash.
+            rebuild_counts(ctx.tx, account)
+            for mailbox_id in sorted(emails.stored_counts(ctx.tx, account)):
+                record_change(ctx.tx, account, emails.MAILBOX, mailbox_id, UPDATED)
+        return responses
 
     def _create_one(self, tx, account: str, obj: Any, created_ids: Dict):
         if isinstance(obj, dict) and isinstance(obj.get("parentId"), str):

@@ -16,7 +16,13 @@ mailboxes hold many thousands and queries filter and sort them:
     belong to (threading by References/In-Reply-To/Message-ID);
   - C{email_text}: the full-text index (SQLite FTS5) keyed by
     C{emails.rowid}; it keeps its text (bounded per message) so that
-    rows can be deleted and SearchSnippet can highlight matches.
+    rows can be deleted and SearchSnippet can highlight matches;
+  - C{mailbox_counts}: the four counts of each Mailbox holding Emails,
+    kept by every write of L{stalwart.mail.emails} (no row: all zero).
+
+Email/query's default sort is by C{receivedAt} within a Mailbox: the
+C{email_mailboxes} rows of a Mailbox are found by its primary key, and
+C{emails_by_received} serves the sort.
 """
 
 __all__ = ["MAIL_SCHEMA"]
@@ -63,6 +69,15 @@ CREATE TABLE IF NOT EXISTS thread_keys (
     PRIMARY KEY (account_id, key)
 );
 CREATE INDEX IF NOT EXISTS thread_keys_by_thread ON thread_keys(account_id, thread_id);
+CREATE TABLE IF NOT EXISTS mailbox_counts (
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    mailbox_id TEXT NOT NULL,
+    total_emails INTEGER NOT NULL,
+    unread_emails INTEGER NOT NULL,
+    total_threads INTEGER NOT NULL,
+    unread_threads INTEGER NOT NULL,
+    PRIMARY KEY (account_id, mailbox_id)
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS email_text USING fts5(
     subject, sender, recipients, cc, bcc, body, headers
 );

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from stalwart.auth.authenticate import Principal
 from stalwart.jmap.capabilities import CORE, MAIL, SUBMISSION, VACATION
+from stalwart.mail.emails import CountChange
 from stalwart.mail.extension import mail_extension
 from stalwart.mail.mailbox import OWNER_RIGHTS, Mailbox
 from stalwart.store.changes import CREATED, changes_since, record_change, state_of
@@ -91,6 +92,8 @@ class _MailboxTestCase(MailTestCase):
 
     def add_email(self, email_id: str, thread_id: str, mailboxes, keywords=()) -> None:
         conn = self.db()
+        # As the writes of stalwart.mail.emails do, the Mailbox counts are kept.
+        counting = CountChange(conn, self.account, [thread_id])
         conn.execute(
             "INSERT INTO emails (account_id, id, blob_id, thread_id, size, received_at)"
             " VALUES (?, ?, ?, ?, 100, '2024-01-01T00:00:00Z')",
@@ -98,6 +101,7 @@ class _MailboxTestCase(MailTestCase):
         )
         conn.executemany("INSERT INTO email_mailboxes VALUES (?, ?, ?)", [(self.account, m, email_id) for m in mailboxes])
         conn.executemany("INSERT INTO email_keywords VALUES (?, ?, ?)", [(self.account, email_id, k) for k in keywords])
+        counting.done()
         # As Email/set would: the creations are in the changes log.
         record_change(conn, self.account, "Email", email_id, CREATED)
         if conn.execute("SELECT COUNT(*) FROM emails WHERE thread_id = ?", (thread_id,)).fetchone()[0] == 1:
