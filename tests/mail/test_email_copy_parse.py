@@ -314,3 +314,85 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual((capability["maxSizeMailboxName"], capability["maxMailboxDepth"]), (120, 3))
         _, result = mail.call("Mailbox/set", {"create": {"a": {"name": "a"}, "b": {"name": "b"}}})
         self.assertEqual(result["notCreated"]["b"]["type"], "overQuota")  # six defaults + one
+
+
+class ErrorAndSyncTests(SynchronousTestCase):
+    """The error cases of issue 3 not covered elsewhere, and a client's sync request."""
+
+    def setUp(self) -> None:
+        self.mail = MailNode(self)
+        self.inbox = self.mail.mailbox["inbox"]
+
+    def test_invalid_email(self) -> None:
+        """
+        Email/import of a blob that is no message at all (no header field:
+        plain words, a PDF, nothing) is invalidEmail (RFC 8621 4.8); a
+        damaged message with header fields is imported as it is.
+        """
+        blobs = {name: self.mail.upload(raw) for name, raw in (
+            ("words", b"just some words\r\n"), ("pdf", PDF), ("empty", b""),
+            ("damaged", b"Subject: half\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nno end"))}
+        _, result = self.mail.call("Email/import", {"emails": {
+            name: {"blobId": blob_id, "mailboxIds": {self.inbox: True}} for name, blob_id in blobs.items()}})
+        self.assertEqual({k: v["type"] for k, v in result["notCreated"].items()},
+                         {"words": "invalidEmail", "pdf": "invalidEmail", "empty": "invalidEmail"})
+        self.assertEqual(list(result["created"]), ["damaged"])
+
+    def test_anchor_not_found(self) -> None:
+        """An anchor that is not in the results is anchorNotFound, with and without collapseThreads (RFC 8620 5.5)."""
+        created = self.mail.deliver(message("One"))
+        for collapse in (False, True):
+            name, result = self.mail.call("Email/query", {"anchor": "Mnope", "collapseThreads": collapse})
+            self.assertEqual((name, result["type"]), ("error", "anchorNotFound"))
+            name, result = self.mail.call("Email/query", {"anchor": created["id"], "collapseThreads": collapse})
+            self.assertEqual(result["ids"], [created["id"]])
+
+    def test_too_many_changes(self) -> None:
+        """Email/queryChanges with more changes than maxChanges is tooManyChanges (RFC 8620 5.6)."""
+        _, first = self.mail.call("Email/query", {"filter": {"inMailbox": self.inbox}})
+        for n in range(3):
+            self.mail.deliver(message(f"New {n}", message_id=f"n{n}@x"))
+        name, result = self.mail.call("Email/queryChanges", {"filter": {"inMailbox": self.inbox},
+                                                             "sinceQueryState": first["queryState"], "maxChanges": 2})
+        self.assertEqual((name, result["type"]), ("error", "tooManyChanges"))
+        name, result = self.mail.call("Email/queryChanges", {"filter": {"inMailbox": self.inbox},
+                                                             "sinceQueryState": first["queryState"], "maxChanges": 3})
+        self.assertEqual(len(result["added"]), 3)
+
+    def test_sync_in_one_request(self) -> None:
+        """
+        A client's resync in one request (RFC 8620 3.7, RFC 8621 4.3):
+        Email/changes, Email/get of its created and of its updated ids by
+        back-reference, and Email/queryChanges of the inbox list it shows.
+        """
+        kept = self.mail.deliver(message("Kept", message_id="k@x"), received_at="2026-11-20T08:00:00Z")
+        gone = self.mail.deliver(message("Gone", message_id="g@x"), received_at="2026-11-21T08:00:00Z")
+        _, shown = self.mail.call("Email/query", {"filter": {"inMailbox": self.inbox}})
+        state = self.mail.call("Email/get", {"ids": []})[1]["state"]
+        new = self.mail.deliver(message("New", message_id="n@x"), received_at="2026-11-22T08:00:00Z")
+        self.mail.call("Email/set", {"update": {kept["id"]: {"keywords/$seen": True}}, "destroy": [gone["id"]]})
+        account = self.mail.account
+        responses = self.mail.live.process(account, [
+            ["Email/changes", {"accountId": account, "sinceState": state}, "0"],
+            ["Email/get", {"accountId": account, "properties": ["subject", "keywords"],
+                           "#ids": {"resultOf": "0", "name": "Email/changes", "path": "/created"}}, "1"],
+            ["Email/get", {"accountId": account, "properties": ["keywords"],
+                           "#ids": {"resultOf": "0", "name": "Email/changes", "path": "/updated"}}, "2"],
+            ["Email/queryChanges", {"accountId": account, "filter": {"inMailbox": self.inbox},
+                                    "sinceQueryState": shown["queryState"], "calculateTotal": True}, "3"],
+        ], using=USING)["methodResponses"]
+        self.assertEqual([r[0] for r in responses], ["Email/changes", "Email/get", "Email/get", "Email/queryChanges"])
+        changes, created, updated, query = (r[1] for r in responses)
+        self.assertEqual((changes["created"], changes["updated"], changes["destroyed"]),
+                         ([new["id"]], [kept["id"]], [gone["id"]]))
+        self.assertEqual(created["list"], [{"id": new["id"], "subject": "New", "keywords": {}}])
+        self.assertEqual(updated["list"], [{"id": kept["id"], "keywords": {"$seen": True}}])
+        self.assertEqual(created["state"], changes["newState"])
+        # An updated Email may be removed and added again (RFC 8620 5.6).
+        self.assertIn({"id": new["id"], "index": 0}, query["added"])
+        self.assertIn(gone["id"], query["removed"])
+        self.assertEqual(query["total"], 2)
+        ids = [i for i in shown["ids"] if i not in query["removed"]]
+        for added in query["added"]:
+            ids.insert(added["index"], added["id"])
+        self.assertEqual(ids, self.mail.query(filter={"inMailbox": self.inbox}))
