@@ -25,7 +25,8 @@ stops pushes to it on this node.
 from __future__ import annotations
 
 import json
-from typing import Callable, Dict, List, Optional
+import datetime
+from typing import Callable, Dict, List
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
@@ -149,12 +150,16 @@ class _Target:
 
 
 def format_utc_date_now(clock) -> str:
-    import datetime
-
     return format_utc_date(datetime.datetime.fromtimestamp(int(clock.seconds()), tz=datetime.timezone.utc))
 
 
 class PushDelivery:
+    """
+    @ivar post: C{post(url, headers, body)} firing with (status,
+        Retry-After bytes): L{agent_post} in production; tests put a
+        recorder or an agent of the real reactor here.
+    """
+
     def __init__(self, clock, feed: ChangeFeed, read: Callable[..., Deferred], is_leader: Callable[[], bool],
                  post: Callable[[str, Dict[bytes, bytes], bytes], Deferred], urandom: Callable[[int], bytes],
                  attempts_max: int, retry_interval: float) -> None:

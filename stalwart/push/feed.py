@@ -209,8 +209,8 @@ class ChangeFeed:
             push_state = str(max(modseqs.values()))
             for listener in list(self._listeners.get(account, ())):
                 listener.changed(states, push_state)
-            for observer in self._observers:
+            for watcher in self._observers:
                 try:
-                    observer(account, states, push_state)
+                    watcher(account, states, push_state)
                 except Exception:
                     log.failure("push observer failed")

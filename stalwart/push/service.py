@@ -11,7 +11,7 @@ driver) and, when it stops, ends every open event stream and WebSocket.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 from twisted.application.service import Service
 from twisted.web.client import Agent

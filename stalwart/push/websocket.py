@@ -46,8 +46,8 @@ from wsproto.events import AcceptConnection
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from stalwart.jmap.errors import REQUEST_ERROR_PREFIX, RequestError
-from stalwart.jmap.http import HttpError, client_address, run_async
+from stalwart.jmap.errors import RequestError
+from stalwart.jmap.http import client_address, run_async
 from stalwart.jmap.request import Request, decode_json, parse_request
 from stalwart.logs import observer
 from stalwart.push.feed import parse_types, state_change, states_since

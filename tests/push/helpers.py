@@ -8,7 +8,6 @@ from typing import List
 import treq
 
 from tests.jmap.harness import LiveNode, basic
-from tests.jmap.notes import NOTES
 
 __all__ = ["PushNode", "PASSWORD", "USER"]
 

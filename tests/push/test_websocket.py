@@ -21,7 +21,7 @@ from stalwart.jmap.capabilities import CORE
 from stalwart.push.websocket import WEBSOCKET, parse_message, websocket_capability, MessageError
 from tests.jmap.harness import basic
 from tests.jmap.notes import NOTES
-from tests.push.helpers import PASSWORD, USER, PushNode
+from tests.push.helpers import USER, PushNode
 
 
 class WsClient(Protocol):
