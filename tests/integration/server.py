@@ -138,14 +138,19 @@ class ServerProcess:
     One C{twistd -n stalwart-jmap} child process.
 
     @ivar port: the JMAP port; C{url} the base URL.
+    @ivar lmtp_port: the LMTP port (pass C{lmtp_port=free_port()}); 0, the
+        default, starts no LMTP listener.
     """
 
     def __init__(self, directory: str, data_dir: str, arguments: Sequence[str] = (),
-                 port: Optional[int] = None, tls: bool = False, name: str = "server") -> None:
+                 port: Optional[int] = None, tls: bool = False, name: str = "server",
+                 lmtp_port: int = 0) -> None:
         self.directory = directory
         self.data_dir = data_dir
         self.port = free_port() if port is None else port
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        #: The LMTP port; 0 (the default) starts no LMTP listener.
+        self.lmtp_port = lmtp_port
         self.log_path = os.path.join(directory, f"{name}.log")
         self.arguments = list(arguments)
         self._protocol: Optional[_Recorder] = None
@@ -155,7 +160,7 @@ class ServerProcess:
         """Spawn the process (it is not ready yet: see L{wait_ready})."""
         argv = [
             sys.executable, "-c", _TWISTD, "-n", "--pidfile=", f"--logfile={self.log_path}",
-            "stalwart-jmap", f"--data-dir={self.data_dir}", f"--jmap-port={self.port}", "--lmtp-port=0",
+            "stalwart-jmap", f"--data-dir={self.data_dir}", f"--jmap-port={self.port}", f"--lmtp-port={self.lmtp_port}",
             f"--admin-secret={ADMIN_SECRET}",
         ] + self.arguments
         self._protocol = _Recorder()
