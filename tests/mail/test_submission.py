@@ -40,9 +40,9 @@ def draft(subject: str = "Plans", sender: str = "Bob <bob@example.org>", to: str
 class SubmissionNode:
     """A node with the mail extension, one account (bob@example.org), and its outbox stopped."""
 
-    def __init__(self, case: SynchronousTestCase) -> None:
+    def __init__(self, case: SynchronousTestCase, extension=None) -> None:
         self.case = case
-        self.live = LiveNode(case, extensions=[mail_extension()])
+        self.live = LiveNode(case, extensions=[extension or mail_extension()])
         self.live.service.getServiceNamed("outbox").stopService()
         self.account = self.live.quick_account("bob@example.org")
         self.mailbox = {m["role"]: m["id"] for m in self.call("Mailbox/get", {"ids": None})[1]["list"]}
@@ -187,6 +187,19 @@ class CreateTests(SynchronousTestCase):
         envelope = {"mailFrom": {"email": "bob@example.org", "parameters": {"RET": "HDRS"}},
                     "rcptTo": [{"email": "alice@example.net", "parameters": None}]}
         self.assertRefused(self.node.submit(email["id"], envelope=envelope), "invalidProperties")
+
+    def test_too_large(self) -> None:
+        """A message larger than mail-max-size is tooLarge with maxSize (RFC 8621 7.5)."""
+        from stalwart.mail.submission import SubmissionLimits
+
+        extension = mail_extension()
+        # Import accepts up to mail-max-size too: only the send limit is lowered here.
+        extension.writes["EmailSubmission/set"].__self__.limits = SubmissionLimits(message_bytes_max=200)
+        node = SubmissionNode(self, extension)
+        email = node.add(draft(extra="X-Padding: " + "x" * 200))
+        result = node.submit(email["id"])
+        self.assertEqual(result["notCreated"]["s"]["type"], "tooLarge")
+        self.assertEqual(result["notCreated"]["s"]["maxSize"], 200)
 
     def test_creation_reference_to_email(self) -> None:
         """An Email created earlier in the request is named by "#creationId"."""
