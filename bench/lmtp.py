@@ -295,6 +295,8 @@ class Server:
              f"--lmtp-port={self.lmtp_port}", f"--admin-secret={SECRET}", *extra],
             env=env, cwd=directory)
         self.pid = self.process.pid
+        #: The code the process runs: read when it starts, not when the report is written.
+        self.revision = git_revision()
         self._wait_ready()
 
     def _wait_ready(self, seconds: float = 30.0) -> None:
@@ -374,6 +376,7 @@ def main(argv) -> int:
         results["full-1"] = deliver(server.lmtp_port, f"full@{DOMAIN}", runs["full-1"], 1, server.pid)
         results[f"full-{many}"] = deliver(server.lmtp_port, f"full@{DOMAIN}", runs[f"full-{many}"], many, server.pid)
         peak_kib = proc_status(server.pid, "VmHWM")
+        revision = server.revision
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
@@ -399,7 +402,7 @@ def main(argv) -> int:
         json.dump({
             "what": "LMTP deliveries (one recipient each) of realistic 2-50 KB messages; latency from DATA "
                     "to the 250 reply; each connection is a separate process",
-            "revision": git_revision(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "revision": revision, "python": platform.python_version(), "cpus": os.cpu_count(),
             "message_bytes": {"min": sizes[0], "median": sizes[len(sizes) // 2], "max": sizes[-1],
                               "mean": sum(sizes) / len(sizes)},
             "prefill": {k: prefilled[k] for k in ("messages", "errors", "deliveries_per_s", "seconds")},

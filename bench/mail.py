@@ -268,6 +268,7 @@ def main(argv) -> int:
                 if kind == "import":  # the next level imports other blobs
                     bodies[kind] = bodies[kind][results[-1]["requests"]:] or bodies[kind]
         peak_kib = lmtp.proc_status(server.pid, "VmHWM")
+        revision = server.revision
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
@@ -289,7 +290,7 @@ def main(argv) -> int:
     with open(arguments.output, "w") as f:
         json.dump({
             "what": "JMAP requests by wrk (-t1, N connections) on one account holding the store",
-            "revision": lmtp.git_revision(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "revision": revision, "python": platform.python_version(), "cpus": os.cpu_count(),
             "store_messages": n, "store_bytes": sum(sizes), "load_deliveries_per_s": load_rate,
             "upload_per_s": uploaded, "rss_growth": growth, "checks": checks, "levels": results,
             "server_peak_rss_kib": peak_kib, "server_options": OPTIONS, "reference_requests_per_s": REFERENCE,
