@@ -18,6 +18,7 @@ CORES = [
     "cluster/raft/core.py",
     "cluster/raft/log.py",
     "cluster/raft/quorum.py",
+    "cluster/raft/progress.py",
     "cluster/raft/messages.py",
     "cluster/raft/segments/format.py",
     "store/commands.py",

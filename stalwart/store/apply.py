@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from stalwart.logs import observer
 
-from stalwart.cluster.raft.messages import ENTRY_NOOP, Entry
+from stalwart.cluster.raft.messages import ENTRY_NORMAL, Entry
 from stalwart.store.blobs import BlobStore
 from stalwart.store.changes import collect_states, stop_collecting
 from stalwart.store.commands import BadCommand, Command, decode_command
@@ -109,7 +109,9 @@ class StateMachine:
         return self._changed.get(index, {})
 
     def _apply_one(self, entry: Entry, isolate: bool) -> Any:
-        if entry.kind == ENTRY_NOOP:
+        if entry.kind != ENTRY_NORMAL:
+            # No-ops and configuration entries are Raft's own; the cluster
+            # keeps configurations itself (not a command for the state).
             return None
         try:
             command = decode_command(entry.data)

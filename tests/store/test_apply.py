@@ -93,3 +93,12 @@ class StateMachineTests(SynchronousTestCase):
         """Applying anything but the next index is a bug and asserts."""
         with self.assertRaises(AssertionError):
             self.machine.apply([entry(2, "put", key="a", value=1)])
+
+    def test_raft_entries_are_not_commands(self) -> None:
+        """No-ops and configuration entries move last_applied and change nothing else."""
+        from stalwart.cluster.raft.messages import ENTRY_CONFIG, Configuration, encode_configuration
+
+        config = encode_configuration(Configuration(voters=frozenset({"n1"}), learners=frozenset()))
+        results = self.machine.apply([Entry(term=1, index=1, kind=ENTRY_NOOP), Entry(term=1, index=2, kind=ENTRY_CONFIG, data=config)])
+        self.assertEqual(results, [None, None])
+        self.assertEqual(self.machine.last_applied, 2)
