@@ -22,7 +22,7 @@ from typing import Callable, Dict, Optional, Tuple
 import attrs
 from twisted.internet.defer import Deferred, inlineCallbacks, returnValue
 
-from stalwart.auth.header import BadAuthorization, Basic, Bearer, parse_authorization
+from stalwart.auth.header import BadAuthorization, Basic, parse_authorization
 from stalwart.auth.passwords import verify_password
 from stalwart.auth.ratelimit import FailureLimiter
 from stalwart.store.accounts import find_by_token, find_login

@@ -18,7 +18,6 @@ Email/parse): the part id is always after the LAST underscore.
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 __all__ = ["part_blob_id", "split_part_blob_id"]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from stalwart.store.changes import CREATED, DESTROYED, UPDATED, record_change
 from stalwart.store.objects import next_object_id

@@ -27,7 +27,6 @@ from typing import Callable, Iterable, Optional
 
 from twisted.application.service import MultiService
 from twisted.internet.threads import deferToThread
-from twisted.web.resource import Resource
 
 from stalwart import logs
 from stalwart.admin.api import AdminApi

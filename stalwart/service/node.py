@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, succeed
 from stalwart.auth.authenticate import Principal
 from stalwart.jmap.capabilities import CORE
 from stalwart.jmap.context import Limits, RequestContext
-from stalwart.jmap.session import AccountInfo, core_capability, session_object, session_state
+from stalwart.jmap.session import AccountInfo, core_capability, session_object
 from stalwart.store.commands import Command, encode_command
 
 __all__ = ["Node", "utc_date"]

@@ -21,7 +21,7 @@ nothing.
 from __future__ import annotations
 
 import sqlite3
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import attrs
 

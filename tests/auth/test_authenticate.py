@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from stalwart.auth.authenticate import Authenticator, Principal, TooManyFailures, Unauthorized, token_digest
 from stalwart.auth.ratelimit import FailureLimiter
-from stalwart.store.accounts import find_by_token, find_login
+from stalwart.store.accounts import find_login
 
 
 class FakeReader:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, List, Optional
 
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.logger import Logger
 from twisted.protocols import amp
