@@ -222,5 +222,8 @@ def compile_sort(sort: Any) -> Tuple[str, List[Any]]:
         if "?" in expression:
             params.append(_keyword(comparator.get("keyword"), "keyword"))
         terms.append(f"{expression} {'ASC' if ascending else 'DESC'}")
-    terms.append("e.rowid ASC")
+    # Ties go in arrival order, in the direction of the last comparator:
+    # "received_at DESC, rowid DESC" can then walk the date index backwards
+    # instead of sorting every matching row.
+    terms.append("e.rowid " + ("DESC" if terms and terms[-1].endswith("DESC") else "ASC"))
     return ", ".join(terms), params
