@@ -186,7 +186,11 @@ class EmailMethods:
             "hasAttachment": bool(row["has_attachment"]), "preview": row["preview"],
         }
         email = {p: metadata[p] for p in properties if p in metadata}
-        if message_properties:
+        summary = row["summary"]
+        if summary and all(p in summary for p in message_properties):
+            # A message list: every property is in the row, nothing to parse.
+            email.update((p, summary[p]) for p in message_properties)
+        elif message_properties:
             raw = blobs.read(row["blob_id"]) or b""
             parsed = self._parse(raw)
             try:

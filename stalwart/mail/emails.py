@@ -23,6 +23,7 @@ changes, the Mailbox methods rebuild the account's counts.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -280,6 +281,7 @@ def add_email(
          subject_key, _sort_text(from_list), _sort_text(to_list), int(parsed.has_attachment), parsed.preview),
     )
     rowid = cursor.lastrowid
+    tx.execute("UPDATE emails SET summary = ? WHERE rowid = ?", (_summary(parsed, blob_id), rowid))
     header_text = "\n".join(f"{name}: {value}" for name, value in parsed.headers)
     budget = INDEXED_CHARS_MAX
     tx.execute(
@@ -377,7 +379,17 @@ def destroy_email(tx: sqlite3.Connection, account_id: str, email_id: str) -> boo
 
 # -- reading ---------------------------------------------------------------
 
-_ROW = ("id", "blob_id", "thread_id", "size", "received_at", "sent_at", "subject", "has_attachment", "preview")
+_ROW = ("id", "blob_id", "thread_id", "size", "received_at", "sent_at", "subject", "has_attachment", "preview", "summary")
+
+#: Header properties kept in the row (RFC 8621 4.1.3): what a message list shows.
+SUMMARY_PROPERTIES = ("messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo",
+                      "subject", "sentAt")
+
+
+def _summary(parsed, blob_id: str) -> str:
+    from stalwart.mail.parse import email_properties
+
+    return json.dumps(email_properties(parsed, parsed._raw, blob_id, SUMMARY_PROPERTIES), separators=(",", ":"))
 
 
 def email_rows(conn: sqlite3.Connection, account_id: str, ids: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
@@ -390,6 +402,8 @@ def email_rows(conn: sqlite3.Connection, account_id: str, ids: Optional[Sequence
         cursor = conn.execute(f"SELECT {columns} FROM emails WHERE account_id = ? AND id IN ({marks})",
                               (account_id, *ids))
     rows = {r[0]: dict(zip(_ROW, r)) for r in cursor}
+    for row in rows.values():
+        row["summary"] = json.loads(row["summary"])
     for email_id, row in rows.items():
         row["mailboxIds"] = {m: True for m in mailbox_ids_of(conn, account_id, email_id)}
         row["keywords"] = {k: True for k in keywords_of(conn, account_id, email_id)}

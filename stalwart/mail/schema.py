@@ -7,7 +7,9 @@ Mailboxes, identities and the vacation response are generic JSON objects
 mailboxes hold many thousands and queries filter and sort them:
 
   - C{emails}: one row per Email with what sorting, filtering, threading
-    and Email/get's metadata need; everything else is parsed from the
+    and Email/get's metadata need, and (C{summary}, JSON) the header
+    properties a mail client lists (from, to, subject, ...), so that a
+    message list needs no parsing; everything else is parsed from the
     stored message (C{blob_id}) when asked for;
   - C{email_mailboxes}: the mailboxIds, one row per (mailbox, email);
   - C{email_keywords}: the keywords (lower case, RFC 8621 4.1.1), one row
@@ -42,6 +44,7 @@ CREATE TABLE IF NOT EXISTS emails (
     to_text TEXT NOT NULL DEFAULT '',
     has_attachment INTEGER NOT NULL DEFAULT 0,
     preview TEXT NOT NULL DEFAULT '',
+    summary TEXT NOT NULL DEFAULT '{}',
     UNIQUE (account_id, id)
 );
 CREATE INDEX IF NOT EXISTS emails_by_thread ON emails(account_id, thread_id);

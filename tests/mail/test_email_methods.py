@@ -317,3 +317,23 @@ class EmailQueryTests(SynchronousTestCase):
         self.assertEqual(snippet["subject"], "<mark>Budget</mark> 2027")
         self.assertIn("<mark>budget</mark>", snippet["preview"])
         self.assertEqual(result["notFound"], ["Mnope"])
+
+
+class EmailListTests(SynchronousTestCase):
+    def test_list_properties_need_no_parsing(self) -> None:
+        """
+        A message list (from, subject, sentAt...) is answered from the row:
+        it is the same as parsing, and works without reading the message.
+        """
+        mail = MailNode(self)
+        created = mail.deliver(message("Café ☕", message_id="m@x", sender="Zoë <zoe@example.org>"))
+        listed = ["from", "to", "subject", "sentAt", "messageId", "references", "replyTo"]
+        _, parsed = mail.call("Email/get", {"ids": [created["id"]], "properties": listed + ["textBody"]})
+        blob_path = mail.live.node.blobs.path(created["blobId"])
+        import os
+
+        os.remove(blob_path)
+        _, from_row = mail.call("Email/get", {"ids": [created["id"]], "properties": listed})
+        expected = {k: v for k, v in parsed["list"][0].items() if k != "textBody"}
+        self.assertEqual(from_row["list"][0], expected)
+        self.assertEqual(from_row["list"][0]["subject"], "Café ☕")
