@@ -91,6 +91,8 @@ class StateMachine:
             conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'last_applied'", (entries[-1].index,)
             )
+            # Blob files first: the rows about to commit name them.
+            self.blobs.sync()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

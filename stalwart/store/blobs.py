@@ -4,17 +4,23 @@ Content-addressed blob files (RFC 8620 section 6; DESIGN.md section 4).
 
 A blob's id is derived from its bytes (SHA-256), so writing the same blob
 twice, or again when an entry is re-applied after a crash, is harmless.
-Files are written (temporary name, fsync, rename, fsync directory) before
-the transaction that references them commits.  Layout::
+Files are written (temporary name, rename) while an entry is applied and
+made durable by L{BlobStore.sync} before the transaction that references
+them commits: one syncfs(2) of the blob directory's file system for the
+whole batch where Linux offers it, else an fsync per file and directory.
+(Measured: two fsyncs per delivered message capped LMTP at ~80/s.)
+Layout::
 
     blobs/<first two hex digits>/<64 hex digits>
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
-from typing import Optional
+from typing import List, Optional
 
 __all__ = ["BlobStore", "blob_id_for", "is_blob_id"]
 
@@ -35,10 +41,23 @@ def is_blob_id(value: object) -> bool:
     return value[1:] == value[1:].lower()
 
 
+def _syncfs():
+    """libc's syncfs(fd), or None where there is none (not Linux)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNCFS = _syncfs()
+
+
 class BlobStore:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
+        self._unsynced: List[str] = []
 
     def path(self, blob_id: str) -> str:
         assert is_blob_id(blob_id), blob_id
@@ -62,16 +81,31 @@ class BlobStore:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        dirfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+        self._unsynced.append(path)
         return blob_id
+
+    def sync(self) -> None:
+        """Make every file written since the last sync durable (before the commit that names them)."""
+        if not self._unsynced:
+            return
+        paths, self._unsynced = self._unsynced, []
+        if _SYNCFS is not None:
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                if _SYNCFS(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        for path in paths:
+            for target in (path, os.path.dirname(path)):
+                fd = os.open(target, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def read(self, blob_id: str) -> Optional[bytes]:
         try:

@@ -102,3 +102,30 @@ class StateMachineTests(SynchronousTestCase):
         results = self.machine.apply([Entry(term=1, index=1, kind=ENTRY_NOOP), Entry(term=1, index=2, kind=ENTRY_CONFIG, data=config)])
         self.assertEqual(results, [None, None])
         self.assertEqual(self.machine.last_applied, 2)
+
+
+class BlobSyncTests(SynchronousTestCase):
+    def test_blobs_synced_before_commit(self) -> None:
+        """Blob files written by a batch are made durable while its transaction is still open, once per batch."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        seen = []
+
+        class SpyBlobs(BlobStore):
+            def sync(self):
+                seen.append((list(self._unsynced), machine._conn.in_transaction))
+                super().sync()
+
+        def upload(ctx):
+            return ctx.blobs.write(ctx.command.body)
+
+        machine = StateMachine(os.path.join(directory, "state.db"), SpyBlobs(os.path.join(directory, "blobs")), {"up": upload})
+        self.addCleanup(machine.close)
+        entries = [Entry(term=1, index=i, data=encode_command(Command(kind="up", body=b"blob %d" % i))) for i in (1, 2)]
+        blob_ids = machine.apply(entries)
+        self.assertEqual(len(seen), 1)
+        paths, in_transaction = seen[0]
+        self.assertTrue(in_transaction)
+        self.assertEqual(sorted(paths), sorted(machine.blobs.path(b) for b in blob_ids))
+        self.assertEqual(machine.blobs._unsynced, [])
+        self.assertEqual(machine.blobs.read(blob_ids[0]), b"blob 1")
