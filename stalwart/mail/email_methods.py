@@ -291,6 +291,9 @@ class EmailMethods:
         total_wanted = optional(arguments, "calculateTotal", bool, default=False)
         collapse = optional(arguments, "collapseThreads", bool, default=False)
         blobs = context.blobs
+        filter_ = arguments.get("filter")
+        # RFC 8621 4.4: a lone inMailbox's total is the Mailbox's totalEmails.
+        only_mailbox = filter_["inMailbox"] if isinstance(filter_, dict) and list(filter_) == ["inMailbox"] else None
 
         def read(conn):
             state = state_of(conn, account, store.EMAIL)
@@ -299,7 +302,7 @@ class EmailMethods:
                                                           position, anchor, anchor_offset, limit)
             else:
                 start, page, total = _window_in_sql(conn, account, filter_sql, sort_sql, position, anchor,
-                                                    anchor_offset, limit, total_wanted)
+                                                    anchor_offset, limit, total_wanted, only_mailbox)
             response = {"accountId": account, "queryState": state, "canCalculateChanges": True,
                         "position": start, "ids": page, "collapseThreads": collapse}
             if total_wanted:
@@ -782,7 +785,7 @@ class EmailMethods:
 
 
 def _window_in_sql(conn, account: str, filter_sql, sort_sql, position: int, anchor: Optional[str],
-                   anchor_offset: int, limit: int, total_wanted: bool):
+                   anchor_offset: int, limit: int, total_wanted: bool, only_mailbox: Optional[str] = None):
     """
     The page of a query SQL answers alone: (position, ids, total or None).
     Only the page's rows reach Python (LIMIT/OFFSET); the total is a
@@ -795,6 +798,11 @@ def _window_in_sql(conn, account: str, filter_sql, sort_sql, position: int, anch
     args = (account, *params)
 
     def count() -> int:
+        if only_mailbox is not None:
+            # Kept exact by every Email write (stalwart.mail.emails).
+            row = conn.execute("SELECT total_emails FROM mailbox_counts WHERE account_id = ? AND mailbox_id = ?",
+                               (account, only_mailbox)).fetchone()
+            return row[0] if row else 0
         return conn.execute(f"SELECT COUNT(*) {source}", args).fetchone()[0]
 
     total = None

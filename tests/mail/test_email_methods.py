@@ -337,3 +337,20 @@ class EmailListTests(SynchronousTestCase):
         expected = {k: v for k, v in parsed["list"][0].items() if k != "textBody"}
         self.assertEqual(from_row["list"][0], expected)
         self.assertEqual(from_row["list"][0]["subject"], "Café ☕")
+
+
+class QueryTotalTests(SynchronousTestCase):
+    def test_total_of_a_mailbox(self) -> None:
+        """calculateTotal for a lone inMailbox equals the Mailbox's totalEmails and a counted total (RFC 8621 4.4)."""
+        mail = MailNode(self)
+        for n in range(5):
+            mail.deliver(message(f"m{n}"), role="inbox" if n % 2 else "archive")
+        for role in ("inbox", "archive", "trash"):
+            mailbox = mail.mailbox[role]
+            _, fast = mail.call("Email/query", {"filter": {"inMailbox": mailbox}, "calculateTotal": True, "limit": 1})
+            _, counted = mail.call("Email/query", {"filter": {"operator": "AND", "conditions": [{"inMailbox": mailbox}]},
+                                                   "calculateTotal": True, "limit": 1})
+            _, box = mail.call("Mailbox/get", {"ids": [mailbox]})
+            self.assertEqual(fast["total"], counted["total"])
+            self.assertEqual(fast["total"], box["list"][0]["totalEmails"])
+        self.assertEqual(fast["total"], 0)
