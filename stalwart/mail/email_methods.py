@@ -19,7 +19,7 @@ from stalwart.jmap.arguments import check_arguments, id_list, optional, required
 from stalwart.jmap.capabilities import MAIL
 from stalwart.jmap.errors import MethodError, SetError
 from stalwart.jmap.ids import check_creation_id
-from stalwart.jmap.methods.standard import resolve_id
+from stalwart.jmap.methods.standard import resolve_id, standard_changes
 from stalwart.jmap.patch import PatchError, apply_patch
 from stalwart.mail import emails as store
 from stalwart.mail.compose import ComposeError
@@ -202,27 +202,7 @@ class EmailMethods:
     # -- /changes (RFC 8621 3.2, 4.3) --------------------------------------
 
     def changes(self, type_name: str):
-        def changes(arguments, context, created_ids):
-            check_arguments(arguments, {"accountId", "sinceState", "maxChanges"})
-            account = context.account(arguments)
-            since = required(arguments, "sinceState", str)
-            wanted = unsigned(arguments, "maxChanges", positive=True)
-            cap = context.limits.changes_max_results
-            limit = min(wanted or cap, cap)
-
-            def read(conn):
-                try:
-                    c = changes_since(conn, account, type_name, since, limit)
-                except CannotCalculate:
-                    raise MethodError("cannotCalculateChanges", f"state {since!r} is unknown or too old") from None
-                return [(f"{type_name}/changes", {
-                    "accountId": account, "oldState": c.old_state, "newState": c.new_state,
-                    "hasMoreChanges": c.has_more, "created": c.created, "updated": c.updated, "destroyed": c.destroyed,
-                })]
-
-            return context.reader.run(read)
-
-        return changes
+        return lambda arguments, context, created_ids: standard_changes(type_name, arguments, context)
 
     # -- Thread/get (RFC 8621 3.1) -----------------------------------------
 

@@ -23,7 +23,7 @@ from stalwart.store.apply import ApplyContext
 from stalwart.store.changes import CREATED, DESTROYED, UPDATED, CannotCalculate, changes_since, record_change, state_of
 from stalwart.store.objects import delete_object, load_object, load_objects, next_object_id, save_object
 
-__all__ = ["StandardMethods"]
+__all__ = ["StandardMethods", "standard_changes", "resolve_id"]
 
 
 class _Call:
@@ -100,23 +100,7 @@ class StandardMethods:
     # -- /changes -----------------------------------------------------------
 
     def changes(self, arguments, context, created_ids):
-        check_arguments(arguments, {"accountId", "sinceState", "maxChanges"})
-        account = context.account(arguments)
-        since = required(arguments, "sinceState", str)
-        wanted = unsigned(arguments, "maxChanges", positive=True)
-        limit = min(wanted or context.limits.changes_max_results, context.limits.changes_max_results)
-
-        def read(conn):
-            try:
-                c = changes_since(conn, account, self.name, since, limit)
-            except CannotCalculate:
-                raise MethodError("cannotCalculateChanges", f"state {since!r} is unknown or too old") from None
-            return [(f"{self.name}/changes", {
-                "accountId": account, "oldState": c.old_state, "newState": c.new_state,
-                "hasMoreChanges": c.has_more, "created": c.created, "updated": c.updated, "destroyed": c.destroyed,
-            })]
-
-        return context.reader.run(read)
+        return standard_changes(self.name, arguments, context)
 
     # -- /set ---------------------------------------------------------------
 
@@ -357,6 +341,27 @@ class StandardMethods:
         ordered = sorted(objects.items(), key=self.type.sort_key(sort))
         matching = [i for i, o in ordered if filter_ is None or _matches(self.type, {"id": i, **o}, filter_)]
         return state, self.type.arrange([i for i, _ in ordered], objects, matching, options)
+
+
+def standard_changes(type_name: str, arguments, context):
+    """Foo/changes (RFC 8620 5.2) for any type recorded in the changes log."""
+    check_arguments(arguments, {"accountId", "sinceState", "maxChanges"})
+    account = context.account(arguments)
+    since = required(arguments, "sinceState", str)
+    wanted = unsigned(arguments, "maxChanges", positive=True)
+    limit = min(wanted or context.limits.changes_max_results, context.limits.changes_max_results)
+
+    def read(conn):
+        try:
+            c = changes_since(conn, account, type_name, since, limit)
+        except CannotCalculate:
+            raise MethodError("cannotCalculateChanges", f"state {since!r} is unknown or too old") from None
+        return [(f"{type_name}/changes", {
+            "accountId": account, "oldState": c.old_state, "newState": c.new_state,
+            "hasMoreChanges": c.has_more, "created": c.created, "updated": c.updated, "destroyed": c.destroyed,
+        })]
+
+    return context.reader.run(read)
 
 
 def _options(arguments: Mapping[str, Any], spec: Mapping[str, Tuple[type, ...]]) -> Dict[str, Any]:
