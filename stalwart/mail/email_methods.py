@@ -19,7 +19,7 @@ from stalwart.jmap.arguments import check_arguments, id_list, optional, required
 from stalwart.jmap.capabilities import MAIL
 from stalwart.jmap.errors import MethodError, SetError
 from stalwart.jmap.ids import check_creation_id
-from stalwart.jmap.methods.standard import resolve_id, standard_changes
+from stalwart.jmap.methods.standard import check_state, resolve_id, standard_changes
 from stalwart.jmap.patch import PatchError, apply_patch
 from stalwart.mail import emails as store
 from stalwart.mail.compose import ComposeError
@@ -409,9 +409,7 @@ class EmailMethods:
     def apply_set(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
         self._created_in_entry = 0
-        old_state = state_of(tx, account, store.EMAIL)
-        if args["ifInState"] is not None and args["ifInState"] != old_state:
-            raise MethodError("stateMismatch", f"state is {old_state}")
+        old_state = check_state(tx, account, store.EMAIL, args["ifInState"])
         created, not_created = {}, {}
         for creation_id, email in args["create"].items():
             outcome = self._create(ctx, account, email, created_ids, now, creation_id)
@@ -541,9 +539,7 @@ class EmailMethods:
 
     def apply_import(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
-        old_state = state_of(tx, account, store.EMAIL)
-        if args["ifInState"] is not None and args["ifInState"] != old_state:
-            raise MethodError("stateMismatch", f"state is {old_state}")
+        old_state = check_state(tx, account, store.EMAIL, args["ifInState"])
         created, not_created = {}, {}
         for creation_id, email in args["emails"].items():
             outcome = self._import_one(ctx, account, email, now)
@@ -635,12 +631,8 @@ class EmailMethods:
     def apply_copy(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
         source = args["fromAccountId"]
-        from_state = state_of(tx, source, store.EMAIL)
-        if args["ifFromInState"] is not None and args["ifFromInState"] != from_state:
-            raise MethodError("stateMismatch", f"the source state is {from_state}")
-        old_state = state_of(tx, account, store.EMAIL)
-        if args["ifInState"] is not None and args["ifInState"] != old_state:
-            raise MethodError("stateMismatch", f"state is {old_state}")
+        check_state(tx, source, store.EMAIL, args["ifFromInState"])
+        old_state = check_state(tx, account, store.EMAIL, args["ifInState"])
         created, not_created = {}, {}
         for creation_id, spec in args["create"].items():
             outcome = self._copy_one(ctx, source, account, spec, created_ids, now)

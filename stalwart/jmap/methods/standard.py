@@ -23,7 +23,7 @@ from stalwart.store.apply import ApplyContext
 from stalwart.store.changes import CREATED, DESTROYED, UPDATED, CannotCalculate, changes_since, record_change, state_of
 from stalwart.store.objects import delete_object, load_object, load_objects, next_object_id, save_object
 
-__all__ = ["StandardMethods", "standard_changes", "resolve_id"]
+__all__ = ["StandardMethods", "standard_changes", "check_state", "resolve_id"]
 
 
 class _Call:
@@ -116,9 +116,7 @@ class StandardMethods:
 
     def apply_set(self, ctx: ApplyContext, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
-        old_state = state_of(tx, account, self.name)
-        if args["ifInState"] is not None and args["ifInState"] != old_state:
-            raise MethodError("stateMismatch", f"state is {old_state}, not {args['ifInState']}")
+        old_state = check_state(tx, account, self.name, args["ifInState"])
         response: Dict[str, Any] = {"accountId": account, "oldState": old_state}
         created, not_created = {}, {}
         for creation_id, obj in args["create"].items():
@@ -228,12 +226,8 @@ class StandardMethods:
     def apply_copy(self, ctx: ApplyContext, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
         source = args["fromAccountId"]
-        from_state = state_of(tx, source, self.name)
-        if args["ifFromInState"] is not None and args["ifFromInState"] != from_state:
-            raise MethodError("stateMismatch", f"source state is {from_state}")
-        old_state = state_of(tx, account, self.name)
-        if args["ifInState"] is not None and args["ifInState"] != old_state:
-            raise MethodError("stateMismatch", f"state is {old_state}")
+        check_state(tx, source, self.name, args["ifFromInState"])
+        old_state = check_state(tx, account, self.name, args["ifInState"])
         created, not_created = {}, {}
         for creation_id, spec in args["create"].items():
             original = load_object(tx, source, self.name, spec["id"])
@@ -341,6 +335,14 @@ class StandardMethods:
         ordered = sorted(objects.items(), key=self.type.sort_key(sort))
         matching = [i for i, o in ordered if filter_ is None or _matches(self.type, {"id": i, **o}, filter_)]
         return state, self.type.arrange([i for i, _ in ordered], objects, matching, options)
+
+
+def check_state(tx, account: str, type_name: str, expected: Optional[str]) -> str:
+    """The current state; stateMismatch when the client expected another (RFC 8620 5.3 ifInState)."""
+    current = state_of(tx, account, type_name)
+    if expected is not None and expected != current:
+        raise MethodError("stateMismatch", f"{type_name} state is {current}, not {expected}")
+    return current
 
 
 def standard_changes(type_name: str, arguments, context):
