@@ -252,3 +252,7 @@ def main() -> NoReturn:
     """
     console = Console(os.environ, sys.stdin, sys.stdout, sys.stderr)
     sys.exit(run(sys.argv[1:], console))
+
+
+if __name__ == "__main__":
+    main()
