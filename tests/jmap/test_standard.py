@@ -554,3 +554,20 @@ def _principal(account_id: str):
     from stalwart.auth.authenticate import Principal
 
     return Principal(account_id=account_id, name=account_id)
+
+
+class PatchNullTests(SynchronousTestCase):
+    def test_null_resets_to_default(self) -> None:
+        """A patch setting a property to null resets it to its default (RFC 8620 5.3); a required one without default is refused."""
+        from tests.jmap.harness import LiveNode
+
+        live = LiveNode(self)
+        account = live.quick_account("patch-null")
+        _, created = live.call(account, "Note/set", {"create": {"n": {"title": "t", "body": "text", "pinned": True}}})
+        note_id = created["created"]["n"]["id"]
+        _, result = live.call(account, "Note/set", {"update": {note_id: {"body": None, "pinned": None}}})
+        self.assertEqual(result["updated"], {note_id: None})
+        _, got = live.call(account, "Note/get", {"ids": [note_id]})
+        self.assertEqual((got["list"][0]["body"], got["list"][0]["pinned"]), ("", False))
+        _, result = live.call(account, "Note/set", {"update": {note_id: {"title": None}}})
+        self.assertEqual(result["notUpdated"][note_id]["type"], "invalidProperties")

@@ -179,6 +179,12 @@ class StandardMethods:
         if "id" in new:
             if new.pop("id") != object_id:
                 return SetError("invalidProperties", "id is server-set", properties=["id"])
+        # A top-level property patched to null is reset to its default
+        # (RFC 8620 5.3), not dropped: put the defaults back, then check.
+        removed = [k for k, v in patch.items() if v is None and "/" not in k and k in old]
+        if removed:
+            defaults = self.type.with_defaults({})
+            new.update((k, defaults[k]) for k in removed if k in defaults)
         error = self.type.validate(new, creating=False, old=old) or self.type.check_object(tx, account, new, old)
         if error is not None:
             return error
