@@ -408,11 +408,10 @@ class EmailMethods:
 
     def apply_set(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
-        self._created_in_entry = 0
         old_state = check_state(tx, account, store.EMAIL, args["ifInState"])
         created, not_created = {}, {}
-        for creation_id, email in args["create"].items():
-            outcome = self._create(ctx, account, email, created_ids, now, creation_id)
+        for ordinal, (creation_id, email) in enumerate(args["create"].items(), 1):
+            outcome = self._create(ctx, account, email, created_ids, now, ordinal)
             if isinstance(outcome, SetError):
                 not_created[creation_id] = outcome.to_json()
             else:
@@ -444,7 +443,7 @@ class EmailMethods:
             return mailbox_ids
         return {resolve_id(k, created_ids): v for k, v in mailbox_ids.items()}
 
-    def _create(self, ctx, account: str, email: Any, created_ids: Dict, now: str, creation_id: str):
+    def _create(self, ctx, account: str, email: Any, created_ids: Dict, now: str, ordinal: int):
         from stalwart.jmap.methods.blob import add_blob
         from stalwart.store.refusal import Refused
 
@@ -473,8 +472,7 @@ class EmailMethods:
 
         # Unique in the cluster (log index, then position in the request)
         # and telling recipients nothing about the account.
-        self._created_in_entry = getattr(self, "_created_in_entry", 0) + 1
-        unique = f"{ctx.index}.{self._created_in_entry}"
+        unique = f"{ctx.index}.{ordinal}"
         try:
             raw = self._compose(content, blob, now, self._domain, unique, size_max=self._message_bytes_max)
         except ComposeError as error:
