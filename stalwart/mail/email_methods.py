@@ -19,7 +19,7 @@ from stalwart.jmap.arguments import check_arguments, id_list, optional, required
 from stalwart.jmap.capabilities import MAIL
 from stalwart.jmap.errors import MethodError, SetError
 from stalwart.jmap.ids import check_creation_id
-from stalwart.jmap.methods.standard import check_state, resolve_id, standard_changes
+from stalwart.jmap.methods.standard import check_state, create_each, resolve_id, standard_changes
 from stalwart.jmap.patch import PatchError, apply_patch
 from stalwart.mail import emails as store
 from stalwart.mail.compose import ComposeError
@@ -375,14 +375,11 @@ class EmailMethods(TransferMethods):
     def apply_set(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
         old_state = check_state(tx, account, store.EMAIL, args["ifInState"])
-        created, not_created = {}, {}
-        for ordinal, (creation_id, email) in enumerate(args["create"].items(), 1):
-            outcome = self._create(ctx, account, email, created_ids, now, ordinal)
-            if isinstance(outcome, SetError):
-                not_created[creation_id] = outcome.to_json()
-            else:
-                created_ids[creation_id] = outcome["id"]
-                created[creation_id] = outcome
+        ordinals = {creation_id: n for n, creation_id in enumerate(args["create"], 1)}
+        created, not_created = create_each(
+            args["create"],
+            lambda creation_id, email: self._create(ctx, account, email, created_ids, now, ordinals[creation_id]),
+            created_ids)
         updated, not_updated = {}, {}
         for email_id, patch in args["update"].items():
             email_id = resolve_id(email_id, created_ids)

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from stalwart.jmap.arguments import check_arguments, optional, required, unsigned
 from stalwart.jmap.errors import MethodError, SetError
 from stalwart.jmap.ids import check_creation_id
-from stalwart.jmap.methods.standard import check_state, resolve_id
+from stalwart.jmap.methods.standard import check_state, create_each, resolve_id
 from stalwart.mail import emails as store
 from stalwart.mail.parse import check_properties
 from stalwart.mail.partblobs import owns_blob, read_blob, stored_blob_id
@@ -78,14 +78,8 @@ class TransferMethods:
     def apply_import(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
         tx = ctx.tx
         old_state = check_state(tx, account, store.EMAIL, args["ifInState"])
-        created, not_created = {}, {}
-        for creation_id, email in args["emails"].items():
-            outcome = self._import_one(ctx, account, email, now)
-            if isinstance(outcome, SetError):
-                not_created[creation_id] = outcome.to_json()
-            else:
-                created_ids[creation_id] = outcome["id"]
-                created[creation_id] = outcome
+        created, not_created = create_each(
+            args["emails"], lambda _, email: self._import_one(ctx, account, email, now), created_ids)
         return [("Email/import", {
             "accountId": account, "oldState": old_state, "newState": state_of(tx, account, store.EMAIL),
             "created": created or None, "notCreated": not_created or None,

@@ -23,7 +23,7 @@ from stalwart.store.apply import ApplyContext
 from stalwart.store.changes import CREATED, DESTROYED, UPDATED, CannotCalculate, changes_since, record_change, state_of
 from stalwart.store.objects import delete_object, load_object, load_objects, next_object_id, save_object
 
-__all__ = ["StandardMethods", "standard_changes", "check_state", "resolve_id"]
+__all__ = ["StandardMethods", "standard_changes", "check_state", "create_each", "resolve_id"]
 
 
 class _Call:
@@ -118,14 +118,8 @@ class StandardMethods:
         tx = ctx.tx
         old_state = check_state(tx, account, self.name, args["ifInState"])
         response: Dict[str, Any] = {"accountId": account, "oldState": old_state}
-        created, not_created = {}, {}
-        for creation_id, obj in args["create"].items():
-            outcome = self._create_one(tx, account, obj, created_ids)
-            if isinstance(outcome, SetError):
-                not_created[creation_id] = outcome.to_json()
-            else:
-                created_ids[creation_id] = outcome["id"]
-                created[creation_id] = outcome
+        created, not_created = create_each(
+            args["create"], lambda _, obj: self._create_one(tx, account, obj, created_ids), created_ids)
         updated, not_updated = {}, {}
         for object_id, patch in args["update"].items():
             object_id = resolve_id(object_id, created_ids)
@@ -341,6 +335,23 @@ class StandardMethods:
         ordered = sorted(objects.items(), key=self.type.sort_key(sort))
         matching = [i for i, o in ordered if filter_ is None or _matches(self.type, {"id": i, **o}, filter_)]
         return state, self.type.arrange([i for i, _ in ordered], objects, matching, options)
+
+
+def create_each(creates: Mapping[str, Any], create_one, created_ids: Dict[str, str]):
+    """
+    Run C{create_one(creation_id, value)} for each create in order (RFC 8620
+    5.3): a SetError goes to notCreated, a created object to created and its
+    id to C{created_ids}.  Returns (created, notCreated).
+    """
+    created, not_created = {}, {}
+    for creation_id, value in creates.items():
+        outcome = create_one(creation_id, value)
+        if isinstance(outcome, SetError):
+            not_created[creation_id] = outcome.to_json()
+        else:
+            created_ids[creation_id] = outcome["id"]
+            created[creation_id] = outcome
+    return created, not_created
 
 
 def check_state(tx, account: str, type_name: str, expected: Optional[str]) -> str:
