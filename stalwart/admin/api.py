@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.admin.test_api -*-
 """
 The admin HTTP API behind C{stalwart-jmap-admin}: accounts, addresses,
-passwords and bearer tokens, authorised by the configured admin-secret.
+passwords and bearer tokens, and the Raft cluster's status, authorised by
+the configured admin-secret.
 
 Every change is a command through the log, like any other write.
 Passwords are hashed here, on a worker thread, so the command carries only
@@ -24,7 +25,7 @@ from stalwart.store.accounts import list_accounts
 from stalwart.store.commands import Command
 from stalwart.store.refusal import Refused
 
-__all__ = ["AdminApi"]
+__all__ = ["AdminApi", "cluster_status"]
 
 _STATUS = {"exists": 409, "addressTaken": 409, "notFound": 404}
 PASSWORD_CHARS_MAX = 1024
@@ -45,6 +46,9 @@ class AdminApi(Resource):
         self._authorise(request)
         path = [urllib.parse.unquote(p.decode("latin-1")) for p in request.postpath]
         method = request.method
+        if path == ["cluster"] and method == b"GET":
+            send_json(request, 200, cluster_status(self.node.raft.driver))
+            return
         if path == ["accounts"] and method == b"GET":
             accounts = yield self.node.reader.run(list_accounts)
             send_json(request, 200, {"accounts": accounts})
@@ -93,6 +97,38 @@ class AdminApi(Resource):
         if isinstance(result, Refused):
             raise HttpError(_STATUS.get(result.code, 400), result.detail, f"urn:stalwart:admin:{result.code}")
         return result
+
+
+def cluster_status(driver) -> dict:
+    """
+    This node's view of the Raft group, for C{GET /admin/cluster}.
+
+    Its own row carries its role; a peer's is C{"voter"} or C{"learner"}.
+    Only the leader tracks its peers' replication (C{match}, C{next},
+    C{state}, C{recentActive}), so only there is a peer's C{lag} (the
+    leader's last index minus the peer's match) known; elsewhere it is
+    C{null}, as is this node's own lag unless it leads.
+    """
+    core = driver.core
+    last = core.log.last_index
+    voters, learners = core.voters, core.learners
+    progress = core.progress()
+    members = [{
+        "id": core.id, "voter": core.id in voters, "role": core.role,
+        "lag": 0 if core.leader == core.id else None,
+    }]
+    for peer in sorted((voters | learners) - {core.id}):
+        member = {"id": peer, "voter": peer in voters, "role": "voter" if peer in voters else "learner", "lag": None}
+        known = progress.get(peer)
+        if known is not None:
+            member.update(match=known.match, next=known.next, state=known.state,
+                          recentActive=known.recent_active, lag=max(0, last - known.match))
+        members.append(member)
+    return {
+        "node": core.id, "role": core.role, "term": core.term, "leader": core.leader,
+        "lastIndex": last, "commitIndex": core.log.committed, "appliedIndex": driver.applied,
+        "members": members,
+    }
 
 
 def _json_body(request) -> dict:

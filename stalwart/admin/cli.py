@@ -10,6 +10,7 @@ through its admin HTTP API.
     stalwart-jmap-admin account add-email alice al@example.com
     stalwart-jmap-admin account remove-email alice al@example.com
     stalwart-jmap-admin token create alice
+    stalwart-jmap-admin cluster status [--json]
 
 The server and secret come from C{--url} and C{--secret}, or the environment
 variables C{STALWART_URL} (default C{http://127.0.0.1:8080}) and
@@ -95,7 +96,7 @@ def _quota(text: str) -> int:
 def _parser(out: TextIO) -> _Parser:
     parser = _Parser(
         prog=PROG, out=out,
-        description="Manage accounts of a running stalwart-jmap server.",
+        description="Manage accounts of a running stalwart-jmap server and show its cluster.",
         epilog="Environment: STALWART_URL, STALWART_ADMIN_SECRET.",
     )
     parser.add_argument("--url", help=f"server URL (env STALWART_URL, default {DEFAULT_URL})")
@@ -108,7 +109,7 @@ def _parser(out: TextIO) -> _Parser:
                         help="do not check the server's certificate (test servers only)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="seconds to wait for the server (default 30)")
-    groups = parser.add_subparsers(dest="group", metavar="{account,token}", required=True)
+    groups = parser.add_subparsers(dest="group", metavar="{account,token,cluster}", required=True)
 
     account = groups.add_parser("account", help="create, list, change and delete accounts",
                                 out=out)
@@ -138,6 +139,13 @@ def _parser(out: TextIO) -> _Parser:
         "create", help="print a new bearer token for an account", out=out
     )
     token_create.add_argument("name")
+
+    cluster = groups.add_parser("cluster", help="the Raft cluster as the server sees it", out=out)
+    cluster_commands = cluster.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    status = cluster_commands.add_parser(
+        "status", help="each member's role, term, log/commit/applied indexes and lag", out=out
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -175,6 +183,37 @@ def _table(accounts: list[dict[str, object]]) -> str:
     )
 
 
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _cluster_table(status: dict[str, object]) -> str:
+    """
+    One row per member.  Term and commit/applied indexes are known for the
+    answering node only; a peer's LAST is its match index, known (like its
+    lag) only when the answering node leads.
+    """
+    me, leader = status.get("node"), status.get("leader")
+    rows = [("MEMBER", "ROLE", "TERM", "LAST", "COMMIT", "APPLIED", "LAG")]
+    for member in status.get("members") or []:  # type: ignore[attr-defined]
+        role = str(member.get("role", ""))
+        if member.get("id") == me:
+            cells = (status.get("term"), status.get("lastIndex"), status.get("commitIndex"),
+                     status.get("appliedIndex"))
+            name = f"{member.get('id')} (this node)"
+        else:
+            cells = (None, member.get("match"), None, None)
+            name = str(member.get("id"))
+            if member.get("id") == leader:
+                role += " (leader)"
+        rows.append((name, role, *(_cell(c) for c in cells), _cell(member.get("lag"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)).rstrip() + "\n"
+        for row in rows
+    )
+
+
 def _emails(account: dict[str, object]) -> str:
     return ", ".join(str(e) for e in account.get("emails") or []) or "none"  # type: ignore[attr-defined]
 
@@ -204,6 +243,9 @@ def _execute(arguments: argparse.Namespace, client: AdminClient, console: Consol
     elif command == ("account", "remove-email"):
         account = client.remove_email(arguments.name, arguments.address)
         out.write(f"{arguments.name}: {_emails(account)}\n")
+    elif command == ("cluster", "status"):
+        status = client.cluster_status()
+        out.write(json.dumps(status, indent=2) + "\n" if arguments.json else _cluster_table(status))
     else:
         assert command == ("token", "create"), command
         out.write(client.create_token(arguments.name) + "\n")

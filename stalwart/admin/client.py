@@ -261,6 +261,15 @@ class AdminClient:
             self.request("POST", f"/admin/accounts/{_segment(name)}/tokens"), "token", str
         )
 
+    def cluster_status(self) -> dict[str, object]:
+        """
+        The server's view of its Raft group: C{{"node", "role", "term",
+        "leader", "lastIndex", "commitIndex", "appliedIndex", "members"}}.
+        """
+        answer = self.request("GET", "/admin/cluster")
+        _field(answer, "members", list)
+        return answer  # type: ignore[return-value]
+
 
 def _field(answer: object, name: str, kind: type) -> object:
     if not isinstance(answer, dict) or not isinstance(answer.get(name), kind):

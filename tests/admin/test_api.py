@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from stalwart.admin.api import cluster_status
+from stalwart.cluster.raft.progress import PeerProgress
 from tests.jmap.harness import LiveNode, basic
 
 
@@ -132,3 +134,112 @@ class AccountTests(SynchronousTestCase):
         """An operation the API does not have is 404."""
         self.assertEqual(self.live.admin("PATCH", "/accounts").status, 404)
         self.assertEqual(self.live.admin("GET", "/nothing").status, 404)
+
+
+class ClusterStatusTests(SynchronousTestCase):
+    """
+    GET /admin/cluster: this node's view of the Raft group.
+    """
+
+    def test_single_node(self):
+        """
+        A single node is the leader and the only member, a voter with lag
+        0; its last, commit and applied indexes follow the log.
+        """
+        live = LiveNode(self)
+        live.create_account("alice")
+        reply = live.admin("GET", "/cluster")
+        self.assertEqual(reply.status, 200)
+        status = reply.json()
+        me = live.node.raft.driver.core.id
+        self.assertEqual((status["node"], status["role"], status["leader"]), (me, "leader", me))
+        self.assertGreaterEqual(status["term"], 1)
+        self.assertGreaterEqual(status["lastIndex"], 2)  # the configuration, the no-op, the account
+        self.assertEqual(status["commitIndex"], status["lastIndex"])
+        self.assertEqual(status["appliedIndex"], status["lastIndex"])
+        self.assertEqual(status["members"], [{"id": me, "voter": True, "role": "leader", "lag": 0}])
+        before = status["lastIndex"]
+        live.create_account("bob")
+        self.assertEqual(live.admin("GET", "/cluster").json()["appliedIndex"], before + 1)
+
+    def test_authorisation(self):
+        """The admin secret guards it like every admin route: 403 disabled, 401 wrong."""
+        self.assertEqual(LiveNode(self, admin_secret=None).admin("GET", "/cluster", secret="x").status, 403)
+        live = LiveNode(self)
+        for secret in ("wrong", None):
+            self.assertEqual(live.admin("GET", "/cluster", secret=secret).status, 401)
+
+    def test_other_methods(self):
+        """Only GET: anything else is 404."""
+        self.assertEqual(LiveNode(self).admin("POST", "/cluster", {}).status, 404)
+
+
+class _Log:
+    def __init__(self, last_index, committed):
+        self.last_index, self.committed = last_index, committed
+
+
+class _Core:
+    def __init__(self, role, leader, progress, voters=("n1", "n2", "n3"), learners=("r1",)):
+        self.id, self.role, self.term, self.leader = "n1", role, 7, leader
+        self.log = _Log(120, 118)
+        self.voters, self.learners = frozenset(voters), frozenset(learners)
+        self._progress = progress
+
+    def progress(self):
+        return self._progress
+
+
+class _Driver:
+    def __init__(self, core):
+        self.core, self.applied = core, 117
+
+
+class ClusterStatusViewTests(SynchronousTestCase):
+    """
+    L{cluster_status} on several members, with the core's interface faked.
+    """
+
+    def test_leader(self):
+        """
+        On the leader each peer carries its replication progress and lag =
+        lastIndex - match; a learner is not a voter.
+        """
+        progress = {
+            "n2": PeerProgress(match=120, next=121, state="replicate", recent_active=True, learner=False),
+            "n3": PeerProgress(match=100, next=101, state="probe", recent_active=False, learner=False),
+            "r1": PeerProgress(match=90, next=111, state="replicate", recent_active=True, learner=True),
+        }
+        status = cluster_status(_Driver(_Core("leader", "n1", progress)))
+        self.assertEqual(
+            {k: v for k, v in status.items() if k != "members"},
+            {"node": "n1", "role": "leader", "term": 7, "leader": "n1",
+             "lastIndex": 120, "commitIndex": 118, "appliedIndex": 117},
+        )
+        self.assertEqual(status["members"], [
+            {"id": "n1", "voter": True, "role": "leader", "lag": 0},
+            {"id": "n2", "voter": True, "role": "voter", "match": 120, "next": 121,
+             "state": "replicate", "recentActive": True, "lag": 0},
+            {"id": "n3", "voter": True, "role": "voter", "match": 100, "next": 101,
+             "state": "probe", "recentActive": False, "lag": 20},
+            {"id": "r1", "voter": False, "role": "learner", "match": 90, "next": 111,
+             "state": "replicate", "recentActive": True, "lag": 30},
+        ])
+
+    def test_follower(self):
+        """A follower knows its peers' membership but not their progress: lag is null."""
+        status = cluster_status(_Driver(_Core("follower", "n2", {})))
+        self.assertEqual((status["role"], status["leader"]), ("follower", "n2"))
+        self.assertEqual(status["members"], [
+            {"id": "n1", "voter": True, "role": "follower", "lag": None},
+            {"id": "n2", "voter": True, "role": "voter", "lag": None},
+            {"id": "n3", "voter": True, "role": "voter", "lag": None},
+            {"id": "r1", "voter": False, "role": "learner", "lag": None},
+        ])
+
+    def test_read_replica(self):
+        """A read replica is a learner, not a voter, whatever its role."""
+        core = _Core("follower", None, {}, voters=("n2",), learners=("n1",))
+        status = cluster_status(_Driver(core))
+        self.assertEqual(status["leader"], None)
+        self.assertEqual(status["members"][0], {"id": "n1", "voter": False, "role": "follower", "lag": None})
