@@ -22,6 +22,7 @@ from stalwart.jmap.errors import RequestError
 from stalwart.jmap.http import HttpError, client_address, run_async, send_json
 from stalwart.jmap.methods.blob import UPLOAD_COMMAND
 from stalwart.jmap.request import parse_request
+from stalwart.jmap.routing import Redirect, Serve, Unavailable, is_write_request, route
 from stalwart.mail.partblobs import read_blob, stored_blob_id
 from stalwart.store.blobs import is_blob_id
 from stalwart.store.commands import Command, encode_command
@@ -77,6 +78,36 @@ class _InFlight:
             del self._counts[account]
 
 
+def _route(node, request, write: bool) -> bool:
+    """
+    Decide where C{request} is served (L{stalwart.jmap.routing}); C{True}
+    to serve it here.  Otherwise it is answered: a redirect to the leader
+    with an empty body, or 503 with Retry-After when no leader is known.
+    """
+    is_leader, leader_url = node.routing_state()
+    # Reads wait on this node's read barrier (Node.request_context), so a
+    # read here counts as caught up.
+    decision = route(
+        write=write, is_leader=is_leader, leader_url=leader_url, caught_up=True,
+        path_and_query=request.uri, redirect_status=node.redirect_status,
+    )
+    if isinstance(decision, Serve):
+        return True
+    if isinstance(decision, Unavailable):
+        raise HttpError(
+            503, "no leader is known; retry",
+            headers={b"retry-after": str(decision.retry_after_seconds).encode("ascii")},
+        )
+    assert isinstance(decision, Redirect), decision
+    if not request.finished and not getattr(request, "_disconnected", False):
+        request.setResponseCode(decision.status)
+        request.setHeader(b"location", decision.location.encode("latin-1"))
+        request.setHeader(b"cache-control", b"no-cache, no-store, must-revalidate")
+        request.setHeader(b"content-length", b"0")
+        request.finish()
+    return False
+
+
 def _unavailable(failure):
     """The write path is not available here now (no leader, stopping, failed disk): 503, retry."""
     failure.trap(NotLeader, ProposalDropped, Stopping, StorageFailed)
@@ -104,6 +135,8 @@ class ApiEndpoint(_Endpoint):
                     jmap_request = yield self.node.cpu_worker(parse_request, *args)
                 else:
                     jmap_request = parse_request(*args)
+                if not _route(self.node, request, is_write_request([call.name for call in jmap_request.method_calls])):
+                    return
                 context = yield self.node.request_context(principal)
                 response = yield self.node.dispatcher.process(jmap_request, context)
             finally:
@@ -127,6 +160,8 @@ class UploadEndpoint(_Endpoint):
             principal = yield self.authenticate(request)
             if len(request.postpath) < 1 or request.postpath[0].decode("utf-8", "replace") != principal.account_id:
                 raise HttpError(404, "no such account for this user", "urn:ietf:params:jmap:error:accountNotFound")
+            if not _route(self.node, request, write=True):
+                return
             self._in_flight.enter(principal.account_id)
             try:
                 yield self._upload(request, principal)

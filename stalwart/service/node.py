@@ -7,7 +7,7 @@ reader, the write path, authentication, the dispatcher, the limits.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -68,6 +68,9 @@ class Node:
         #: Session objects by principal: they depend only on it and the
         #: configuration, and building one costs a JSON dump and a hash.
         self._sessions: Dict[Principal, Dict[str, Any]] = {}
+        #: The status writes on a non-leader are redirected with (302, 307 or
+        #: 308, L{stalwart.jmap.routing}); configured as redirect-status.
+        self.redirect_status: int = getattr(config, "redirect_status", 302)
 
     @property
     def reader(self):
@@ -88,6 +91,15 @@ class Node:
 
     def propose_bytes(self, payload: bytes) -> Deferred:
         return self.raft.driver.propose(payload)
+
+    def routing_state(self) -> Tuple[bool, Optional[str]]:
+        """
+        C{(is_leader, leader_url)}, for L{stalwart.jmap.routing.route}: a
+        single node is its own leader at its own jmap-url.  The cluster
+        replaces this per instance (an instance attribute of the same
+        name) to give the leader's URL from the membership; tests do too.
+        """
+        return self.raft.driver.is_leader, self.config.jmap_url
 
     def capability_uris(self):
         return self.capabilities.keys()
