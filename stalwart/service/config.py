@@ -248,6 +248,12 @@ class Key:
 
 RELAY_TLS = Kind("one of starttls, tls, none", str.lower, lambda v: v in ("starttls", "tls", "none"))
 RELAY_AUTH = Kind("one of none, plain, login", str.lower, lambda v: v in ("none", "plain", "login"))
+REDIRECT_STATUS = Kind(
+    "one of 302, 307, 308",
+    lambda text: int(text, 10),
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v in (302, 307, 308),
+)
+ELECTION_TIMEOUT = _integer(200, None, "a duration in milliseconds >= 200")
 
 
 KEYS: tuple[Key, ...] = (
@@ -333,6 +339,20 @@ KEYS: tuple[Key, ...] = (
         "Port for cluster RPC over TCP and gossip over UDP."),
     Key("read-replica", False, BOOLEAN,
         "Replicate and serve reads, but never vote or lead (true or false)."),
+    Key("redirect-status", 302, REDIRECT_STATUS,
+        "HTTP status a write reaching a non-leader is redirected to the leader "
+        "with: 302, or the method-preserving 307 or 308."),
+    Key("rpc-timeout", 1000, POSITIVE_MILLISECONDS,
+        "Time to connect to a peer, finish TLS and be admitted, in milliseconds."),
+    Key("rpc-backoff-max", 2000, POSITIVE_MILLISECONDS,
+        "Cap of the exponential back-off between reconnects to a peer, in "
+        "milliseconds; a restarted node hears nothing until its peers "
+        "reconnect, so keep it short."),
+    Key("raft-election-timeout", 1000, ELECTION_TIMEOUT,
+        "Least time without a leader before a node stands for election, in "
+        "milliseconds (at least 200)."),
+    Key("raft-batch-max", 10_485_760, SIZE,
+        "Largest AppendEntries payload sent to one follower, in bytes."),
     Key("lmtp-bind-addr", "127.0.0.1", HOST,
         "IP address the LMTP listener (RFC 2033) binds; the MTA hands mail over there."),
     Key("lmtp-port", 11200, PORT,
@@ -514,6 +534,16 @@ class ServerConfig:
     """Port of cluster RPC (TCP) and gossip (UDP)."""
     read_replica: bool = _field("read-replica")
     """Whether this node only replicates and serves reads."""
+    redirect_status: int = _field("redirect-status")
+    """HTTP status of redirects from a non-leader: 302, 307 or 308."""
+    rpc_timeout: int = _field("rpc-timeout")
+    """Time to connect, finish TLS and be admitted by a peer, in milliseconds."""
+    rpc_backoff_max: int = _field("rpc-backoff-max")
+    """Longest wait between reconnects to a peer, in milliseconds."""
+    raft_election_timeout: int = _field("raft-election-timeout")
+    """Election timeout, in milliseconds (at least 200)."""
+    raft_batch_max: int = _field("raft-batch-max")
+    """Largest AppendEntries payload, in bytes."""
     lmtp_bind_addr: str = _field("lmtp-bind-addr")
     """IP address of the LMTP listener."""
     lmtp_port: int = _field("lmtp-port")

@@ -70,7 +70,7 @@ class Node:
         self._sessions: Dict[Principal, Dict[str, Any]] = {}
         #: The status writes on a non-leader are redirected with (302, 307 or
         #: 308, L{stalwart.jmap.routing}); configured as redirect-status.
-        self.redirect_status: int = getattr(config, "redirect_status", 302)
+        self.redirect_status: int = config.redirect_status
 
     @property
     def reader(self):

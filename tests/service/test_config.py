@@ -52,6 +52,8 @@ class KeyTableTests(SynchronousTestCase):
             "admin-secret": None, "log-level": "info",
             "encryption-key": None, "seed-nodes": (), "rpc-advertise-addr": None,
             "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "read-replica": False,
+            "redirect-status": 302, "rpc-timeout": 1000, "rpc-backoff-max": 2000,
+            "raft-election-timeout": 1000, "raft-batch-max": 10_485_760,
             "jmap-cert-path": None, "jmap-key-path": None, "jmap-url": None,
             "lmtp-bind-addr": "127.0.0.1", "lmtp-port": 11200, "lmtp-cert-path": None,
             "lmtp-key-path": None, "lmtp-tls-only": False,
@@ -151,10 +153,26 @@ class ServerConfigTests(SynchronousTestCase):
             ({"seed_nodes": "a;b"}, "seed-nodes: 'a;b' is not a list"),
             ({"data_dir": ""}, "data-dir: '' is not"),
             ({"jmap_bind_addr": "a b"}, "jmap-bind-addr: 'a b' is not a host"),
+            ({"redirect_status": 301}, "redirect-status: 301 is not one of 302, 307, 308"),
+            ({"rpc_timeout": 0}, "rpc-timeout: 0 is not a duration in milliseconds >= 1"),
+            ({"rpc_backoff_max": 0}, "rpc-backoff-max: 0 is not a duration in milliseconds >= 1"),
+            ({"raft_election_timeout": 199},
+             "raft-election-timeout: 199 is not a duration in milliseconds >= 200"),
+            ({"raft_batch_max": 0}, "raft-batch-max: 0 is not a size in bytes >= 1"),
         ]
         for kwargs, message in cases:
             error = self.assertRaises(ConfigError, ServerConfig, **kwargs)
             self.assertTrue(str(error).startswith(message), str(error))
+
+    def test_redirect_status_text(self) -> None:
+        """
+        redirect-status parses 302, 307 and 308 only.
+        """
+        kind = KEYS_BY_NAME["redirect-status"].kind
+        self.assertEqual(kind.parse("307"), 307)
+        self.assertRaises(ValueError, kind.parse, "301")
+        self.assertRaises(ValueError, kind.parse, "abc")
+        self.assertEqual(ServerConfig(redirect_status=308).redirect_status, 308)
 
     def test_seed_nodes_list(self) -> None:
         """
