@@ -49,7 +49,7 @@ from stalwart.service.errors import ConfigError
 from stalwart.service.extension import Extension
 from stalwart.service.node import Node
 from stalwart.service.options import TwistdOptions
-from stalwart.service.raft import RaftService
+from stalwart.service.raft import RaftService, raft_config
 from stalwart.service.store import StoreService, synchronous_worker
 from stalwart.service.web import JmapWebService, make_site
 from stalwart.store import accounts
@@ -184,7 +184,8 @@ def build_service(
     store = StoreService(config.data_dir, handlers, reactor, threads=threads, schema=schema)
     store.setName("store")
     store.setServiceParent(top)
-    raft = RaftService(config.data_dir, store, reactor, urandom, threads=threads)
+    raft = RaftService(config.data_dir, store, reactor, urandom, threads=threads,
+                       raft_config=raft_config(config.raft_election_timeout, config.raft_batch_max))
     raft.setName("raft")
     raft.setServiceParent(top)
 

@@ -26,9 +26,17 @@ from stalwart.service.errors import ConfigError
 from stalwart.service.store import StoreService, synchronous_worker
 from stalwart.service.worker import ThreadWorker
 
-__all__ = ["RaftService", "node_id"]
+__all__ = ["RaftService", "node_id", "raft_config"]
 
 TICK_SECONDS = 0.1
+
+
+def raft_config(election_timeout_ms: int, batch_bytes_max: int) -> RaftConfig:
+    """The core's configuration from the raft-election-timeout and raft-batch-max keys."""
+    return RaftConfig(
+        election_ticks=max(2, round(election_timeout_ms / 1000 / TICK_SECONDS)),
+        append_batch_bytes_max=batch_bytes_max,
+    )
 
 
 def node_id(data_dir: str, urandom: Callable[[int], bytes]) -> str:
@@ -52,8 +60,11 @@ def node_id(data_dir: str, urandom: Callable[[int], bytes]) -> str:
 
 
 class RaftService(Service):
-    def __init__(self, data_dir: str, store: StoreService, reactor, urandom: Callable[[int], bytes], threads: bool = True) -> None:
+    def __init__(self, data_dir: str, store: StoreService, reactor, urandom: Callable[[int], bytes], threads: bool = True,
+                 raft_config: RaftConfig = RaftConfig()) -> None:
         """
+        @param raft_config: timeouts in ticks of L{TICK_SECONDS} and batch limits
+            (from raft-election-timeout and raft-batch-max; see L{raft_config}).
         @param threads: C{False} writes the log on the calling thread
             (L{synchronous_worker}), for in-process tests with a fake reactor.
         """
@@ -61,6 +72,7 @@ class RaftService(Service):
         self.store = store
         self._reactor = reactor
         self._urandom = urandom
+        self._raft_config = raft_config
         self._log_pool = ThreadWorker("stalwart-log", reactor.callFromThread) if threads else None
         self.driver = None
         self.segments = None
@@ -82,7 +94,7 @@ class RaftService(Service):
         # SQLite lost its last transactions; they are applied again here.
         tail = [decode_entry_payload(r.term, r.index, r.payload) for r in self.segments.read(applied + 1, last)] if last > applied else []
         log = RaftLog(last, self.segments.term_at, tail, applied)
-        core = RaftCore(RaftConfig(), me, log, hard_state, voters=frozenset({me}), rng=random.SystemRandom())
+        core = RaftCore(self._raft_config, me, log, hard_state, voters=frozenset({me}), rng=random.SystemRandom())
         if self._log_pool is not None:
             self._log_pool.start()
             log_worker = self._log_pool
