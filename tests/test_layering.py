@@ -36,6 +36,7 @@ CORES = [
     "cluster/rpc/codec.py",
     "cluster/rpc/auth.py",
     "mail/compose.py",
+    "mail/compose_fields.py",
     "mail/headers.py",
     "mail/parse.py",
     "mail/html.py",
