@@ -19,7 +19,7 @@ from stalwart.jmap.arguments import check_arguments, id_list, optional, required
 from stalwart.jmap.capabilities import MAIL
 from stalwart.jmap.errors import MethodError, SetError
 from stalwart.jmap.ids import check_creation_id
-from stalwart.jmap.methods.standard import check_state, create_each, resolve_id, standard_changes
+from stalwart.jmap.methods.standard import check_state, create_each, query_window, resolve_id, standard_changes
 from stalwart.jmap.patch import PatchError, apply_patch
 from stalwart.mail import emails as store
 from stalwart.mail.compose import ComposeError
@@ -266,15 +266,8 @@ class EmailMethods(TransferMethods):
         Threads, header conditions): (position, ids, total).
         """
         ids = self._results(conn, account, filter_sql, sort_sql, collapse, blobs)
-        if anchor is not None:
-            if anchor not in ids:
-                raise MethodError("anchorNotFound", f"{anchor} is not in the results")
-            start = max(0, ids.index(anchor) + anchor_offset)
-        elif position < 0:
-            start = max(0, len(ids) + position)
-        else:
-            start = min(position, len(ids))
-        return start, ids[start:start + limit], len(ids)
+        start, page = query_window(ids, position, anchor, anchor_offset, limit)
+        return start, page, len(ids)
 
     def query_changes(self, arguments, context, created_ids):
         check_arguments(arguments, {"accountId", "filter", "sort", "sinceQueryState", "maxChanges", "upToId",

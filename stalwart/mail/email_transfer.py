@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from stalwart.jmap.arguments import check_arguments, optional, required, unsigned
 from stalwart.jmap.errors import MethodError, SetError
 from stalwart.jmap.ids import check_creation_id
-from stalwart.jmap.methods.standard import check_state, create_each, resolve_id
+from stalwart.jmap.methods.standard import check_state, copy_responses, create_each, resolve_id
 from stalwart.mail import emails as store
 from stalwart.mail.parse import check_properties
 from stalwart.mail.partblobs import owns_blob, read_blob, stored_blob_id
@@ -173,20 +173,8 @@ class TransferMethods:
             else:
                 created_ids[creation_id] = outcome["id"]
                 created[creation_id] = outcome
-        responses = [("Email/copy", {
-            "fromAccountId": source, "accountId": account, "oldState": old_state,
-            "newState": state_of(tx, account, store.EMAIL), "created": created or None,
-            "notCreated": not_created or None,
-        })]
-        if args["onSuccessDestroyOriginal"] and created:
-            # The implicit Email/set in the source account (RFC 8620 5.4).
-            originals = [args["create"][creation_id]["id"] for creation_id in created]
-            destroy = {"ifInState": args["destroyFromIfInState"], "create": {}, "update": {}, "destroy": originals}
-            try:
-                responses += self.apply_set(ctx, source, destroy, created_ids, now)
-            except MethodError as error:
-                responses.append(("error", error.to_json()))
-        return responses
+        return copy_responses(store.EMAIL, self.apply_set, ctx, source, account, args, old_state,
+                              created, not_created, created_ids, now)
 
     def _copy_one(self, ctx, source: str, account: str, spec: Dict, created_ids: Dict, now: str):
         from stalwart.jmap.methods.blob import add_blob

@@ -23,7 +23,8 @@ from stalwart.store.apply import ApplyContext
 from stalwart.store.changes import CREATED, DESTROYED, UPDATED, CannotCalculate, changes_since, record_change, state_of
 from stalwart.store.objects import delete_object, load_object, load_objects, next_object_id, save_object
 
-__all__ = ["StandardMethods", "standard_changes", "check_state", "create_each", "resolve_id"]
+__all__ = ["StandardMethods", "standard_changes", "check_state", "create_each", "copy_responses",
+           "query_window", "resolve_id"]
 
 
 class _Call:
@@ -241,18 +242,8 @@ class StandardMethods:
             else:
                 created_ids[creation_id] = outcome["id"]
                 created[creation_id] = {"id": outcome["id"]}
-        responses = [(f"{self.name}/copy", {
-            "fromAccountId": source, "accountId": account, "oldState": old_state,
-            "newState": state_of(tx, account, self.name), "created": created or None, "notCreated": not_created or None,
-        })]
-        if args["onSuccessDestroyOriginal"] and created:
-            originals = [args["create"][cid]["id"] for cid in created]
-            destroy = {"ifInState": args["destroyFromIfInState"], "create": {}, "update": {}, "destroy": originals}
-            try:
-                responses += self.apply_set(ctx, source, destroy, created_ids, now)
-            except MethodError as error:
-                responses.append(("error", error.to_json()))
-        return responses
+        return copy_responses(self.name, self.apply_set, ctx, source, account, args, old_state,
+                              created, not_created, created_ids, now)
 
     # -- /query and /queryChanges -------------------------------------------
 
@@ -276,17 +267,10 @@ class StandardMethods:
 
         def read(conn):
             state, ids = self._results(conn, account, filter_, sort, options)
-            if anchor is not None:
-                if anchor not in ids:
-                    raise MethodError("anchorNotFound", f"{anchor} is not in the results")
-                start = max(0, ids.index(anchor) + anchor_offset)
-            elif position < 0:
-                start = max(0, len(ids) + position)
-            else:
-                start = min(position, len(ids))
+            start, page = query_window(ids, position, anchor, anchor_offset, limit)
             response = {
                 "accountId": account, "queryState": state, "canCalculateChanges": True,
-                "position": start, "ids": ids[start:start + limit],
+                "position": start, "ids": page,
             }
             if total_wanted:
                 response["total"] = len(ids)
@@ -335,6 +319,43 @@ class StandardMethods:
         ordered = sorted(objects.items(), key=self.type.sort_key(sort))
         matching = [i for i, o in ordered if filter_ is None or _matches(self.type, {"id": i, **o}, filter_)]
         return state, self.type.arrange([i for i, _ in ordered], objects, matching, options)
+
+
+def query_window(ids: List[str], position: int, anchor: Optional[str], anchor_offset: int, limit: int):
+    """
+    The page of a sorted result list (RFC 8620 5.5): (start, ids) from an
+    anchor and its offset, or from a position (negative: from the end).
+    """
+    if anchor is not None:
+        if anchor not in ids:
+            raise MethodError("anchorNotFound", f"{anchor} is not in the results")
+        start = max(0, ids.index(anchor) + anchor_offset)
+    elif position < 0:
+        start = max(0, len(ids) + position)
+    else:
+        start = min(position, len(ids))
+    return start, ids[start:start + limit]
+
+
+def copy_responses(type_name: str, apply_set, ctx, source: str, account: str, args: Dict, old_state: str,
+                   created: Dict, not_created: Dict, created_ids: Dict, now: str) -> List:
+    """
+    Foo/copy's response, then, with onSuccessDestroyOriginal, the implicit
+    Foo/set destroying the originals in the source account (RFC 8620 5.4).
+    """
+    responses = [(f"{type_name}/copy", {
+        "fromAccountId": source, "accountId": account, "oldState": old_state,
+        "newState": state_of(ctx.tx, account, type_name), "created": created or None,
+        "notCreated": not_created or None,
+    })]
+    if args["onSuccessDestroyOriginal"] and created:
+        originals = [args["create"][creation_id]["id"] for creation_id in created]
+        destroy = {"ifInState": args["destroyFromIfInState"], "create": {}, "update": {}, "destroy": originals}
+        try:
+            responses += apply_set(ctx, source, destroy, created_ids, now)
+        except MethodError as error:
+            responses.append(("error", error.to_json()))
+    return responses
 
 
 def create_each(creates: Mapping[str, Any], create_one, created_ids: Dict[str, str]):
