@@ -169,6 +169,9 @@ class RaftCore:
         #: it is applied, local state may lack entries committed by earlier
         #: leaders (Raft 8, read-only operations).
         self.term_start = 0
+        #: The leader's commit index in its last AppendEntries: what a
+        #: follower's state must reach before it serves a read.
+        self.leader_commit = 0
         self._rng = rng
         self._handed = hard_state
         self._messages: List[Message] = []
@@ -386,6 +389,21 @@ class RaftCore:
             if peer != self.id
         }
 
+    def read_index(self) -> Optional[int]:
+        """
+        The index local state must have applied before serving a read, or
+        None if this node cannot tell (DESIGN.md section 3, reads).  A
+        leader: its commit index, and at least the no-op of its term
+        (Raft 8).  A follower or learner: the leader's commit index as last
+        heard, if it heard from a leader within one election timeout; a
+        node cut off from its leader may be arbitrarily stale.
+        """
+        if self.role == LEADER:
+            return max(self.log.committed, self.term_start)
+        if self.leader is not None and self._elapsed < self.config.election_ticks:
+            return self.leader_commit
+        return None
+
     # -- elections ---------------------------------------------------------
 
     def _promotable(self) -> bool:
@@ -495,6 +513,7 @@ class RaftCore:
         if self.role != FOLLOWER or self.leader != message.sender:
             self._become_follower(self.term, message.sender)
         self._elapsed = 0
+        self.leader_commit = max(self.leader_commit, message.commit)
         reply = lambda **kw: self._send(  # noqa: E731
             AppendEntriesResponse(term=self.term, sender=self.id, recipient=message.sender, **kw)
         )

@@ -381,3 +381,42 @@ class ReplicationTests(SynchronousTestCase):
         follower.step(AppendEntries(term=2, sender="a", recipient="b", prev_index=0, prev_term=0, entries=(), commit=0))
         (response,) = follower.ready().messages
         self.assertEqual((response.term, response.success), (4, False))
+
+
+class ReadIndexTests(SynchronousTestCase):
+    """L{RaftCore.read_index}: how far a node must have applied before it serves a read."""
+
+    def test_leader_reads_at_commit_and_own_noop(self) -> None:
+        cluster = Cluster(["a", "b", "c"])
+        leader = cluster.elect("a")
+        self.assertEqual(leader.read_index(), leader.log.committed)
+        self.assertGreaterEqual(leader.read_index(), leader.term_start)
+        leader.propose(b"x")
+        cluster.run()
+        self.assertEqual(leader.read_index(), leader.log.last_index)
+
+    def test_follower_reads_at_leaders_commit(self) -> None:
+        """A follower's target is the leader's commit as heard, even beyond its own log."""
+        cluster = Cluster(["a", "b", "c"])
+        leader = cluster.elect("a")
+        cluster.drop.add(("a", "c"))
+        leader.propose(b"x")
+        cluster.run()
+        cluster.tick(1, only={"a"})
+        cluster.drop.clear()
+        # c missed the entry; the next AppendEntries tells it the commit index.
+        follower = cluster.nodes["c"]
+        follower.step(AppendEntries(term=leader.term, sender="a", recipient="c", prev_index=leader.log.last_index,
+                                    prev_term=leader.term, entries=(), commit=leader.log.committed))
+        self.assertEqual(follower.read_index(), leader.log.committed)
+        self.assertLess(follower.log.committed, leader.log.committed)
+
+    def test_follower_without_leader_cannot_tell(self) -> None:
+        cluster = Cluster(["a", "b", "c"])
+        cluster.elect("a")
+        follower = cluster.nodes["b"]
+        self.assertIsNotNone(follower.read_index())
+        cluster.cut.add("b")
+        for _ in range(follower.config.election_ticks):
+            follower.tick()
+        self.assertIsNone(follower.read_index())
