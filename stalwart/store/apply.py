@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from stalwart.logs import observer
 
-from stalwart.cluster.raft.messages import ENTRY_NORMAL, Entry
+from stalwart.cluster.raft.messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry
 from stalwart.store.blobs import BlobStore
 from stalwart.store.changes import collect_states, stop_collecting
 from stalwart.store.commands import BadCommand, Command, decode_command
@@ -71,6 +71,11 @@ class StateMachine:
         (self.last_applied,) = self._conn.execute(
             "SELECT value FROM meta WHERE key = 'last_applied'"
         ).fetchone()
+        raft_state = dict(self._conn.execute("SELECT key, value FROM raft_state"))
+        #: The term of entry last_applied (0 before the first entry).
+        self.last_applied_term = int(raft_state.get("applied_term", b"0"))
+        #: The payload of the last applied ENTRY_CONFIG entry, or None.
+        self.configuration = raft_state.get("configuration")
 
     def apply(self, entries: Sequence[Entry]) -> List[Any]:
         """Apply C{entries} (consecutive, starting at last_applied + 1); runs off the reactor."""
@@ -91,6 +96,11 @@ class StateMachine:
             conn.execute(
                 "UPDATE meta SET value = ? WHERE key = 'last_applied'", (entries[-1].index,)
             )
+            configs = [e.data for e in entries if e.kind == ENTRY_CONFIG]
+            raft_state = [("applied_term", str(entries[-1].term).encode())]
+            if configs:
+                raft_state.append(("configuration", configs[-1]))
+            conn.executemany("INSERT OR REPLACE INTO raft_state VALUES (?, ?)", raft_state)
             # Blob files first: the rows about to commit name them.
             self.blobs.sync()
             conn.execute("COMMIT")
@@ -98,6 +108,9 @@ class StateMachine:
             conn.execute("ROLLBACK")
             raise
         self.last_applied = entries[-1].index
+        self.last_applied_term = entries[-1].term
+        if configs:
+            self.configuration = configs[-1]
         self._changed = self._collector.take()
         return results
 

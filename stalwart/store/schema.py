@@ -21,6 +21,13 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- Raft's own state as of last_applied: the term of that entry and the
+-- newest configuration entry applied (L{stalwart.cluster.raft.messages}
+-- encoding), which a restarted node and a snapshot start from.
+CREATE TABLE IF NOT EXISTS raft_state (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,

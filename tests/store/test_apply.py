@@ -103,6 +103,24 @@ class StateMachineTests(SynchronousTestCase):
         self.assertEqual(results, [None, None])
         self.assertEqual(self.machine.last_applied, 2)
 
+    def test_configuration_and_term_kept(self) -> None:
+        """The newest applied configuration and the applied entry's term survive reopening (a restart starts from them)."""
+        from stalwart.cluster.raft.messages import ENTRY_CONFIG, Configuration, encode_configuration
+
+        self.assertEqual((self.machine.configuration, self.machine.last_applied_term), (None, 0))
+        first = encode_configuration(Configuration(voters=frozenset({"n1"}), learners=frozenset()))
+        second = encode_configuration(Configuration(voters=frozenset({"n1"}), learners=frozenset({"n2"})))
+        self.machine.apply([Entry(term=1, index=1, kind=ENTRY_CONFIG, data=first),
+                            Entry(term=2, index=2, kind=ENTRY_CONFIG, data=second),
+                            Entry(term=3, index=3, kind=ENTRY_NOOP)])
+        reopened = self.open()
+        self.assertEqual((self.machine.configuration, self.machine.last_applied_term), (second, 3))
+        self.assertEqual((reopened.configuration, reopened.last_applied_term), (second, 3))
+        # A failed batch changes neither.
+        with self.assertRaises(sqlite3.OperationalError):
+            self.machine.apply([Entry(term=4, index=4, kind=ENTRY_CONFIG, data=first), entry(5, "disk")])
+        self.assertEqual((self.open().configuration, self.open().last_applied_term), (second, 3))
+
 
 class BlobSyncTests(SynchronousTestCase):
     def test_blobs_synced_before_commit(self) -> None:
