@@ -16,6 +16,7 @@ ROOT = os.path.dirname(stalwart.__file__)
 #: Modules that must stay pure.
 CORES = [
     "cluster/raft/core.py",
+    "cluster/roster.py",
     "cluster/raft/log.py",
     "cluster/raft/quorum.py",
     "cluster/raft/progress.py",
