@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from stalwart.logs import observer
 
-from stalwart.cluster.raft.messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry
+from stalwart.cluster.raft.messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry, decode_configuration
 from stalwart.store.blobs import BlobStore
 from stalwart.store.changes import collect_states, stop_collecting
 from stalwart.store.commands import BadCommand, Command, decode_command
@@ -76,6 +76,11 @@ class StateMachine:
         self.last_applied_term = int(raft_state.get("applied_term", b"0"))
         #: The payload of the last applied ENTRY_CONFIG entry, or None.
         self.configuration = raft_state.get("configuration")
+        #: The cluster this state belongs to: the smallest voter of the
+        #: first configuration applied (its founder), the same on every
+        #: node; None until one is applied.
+        cluster_id = raft_state.get("cluster_id")
+        self.cluster_id = cluster_id.decode() if cluster_id is not None else None
 
     def apply(self, entries: Sequence[Entry]) -> List[Any]:
         """Apply C{entries} (consecutive, starting at last_applied + 1); runs off the reactor."""
@@ -100,6 +105,10 @@ class StateMachine:
             raft_state = [("applied_term", str(entries[-1].term).encode())]
             if configs:
                 raft_state.append(("configuration", configs[-1]))
+            cluster_id = self.cluster_id
+            if cluster_id is None and configs:
+                cluster_id = min(decode_configuration(configs[0]).voters)
+                raft_state.append(("cluster_id", cluster_id.encode()))
             conn.executemany("INSERT OR REPLACE INTO raft_state VALUES (?, ?)", raft_state)
             # Blob files first: the rows about to commit name them.
             self.blobs.sync()
@@ -111,6 +120,7 @@ class StateMachine:
         self.last_applied_term = entries[-1].term
         if configs:
             self.configuration = configs[-1]
+        self.cluster_id = cluster_id
         self._changed = self._collector.take()
         return results
 

@@ -107,7 +107,7 @@ class StateMachineTests(SynchronousTestCase):
         """The newest applied configuration and the applied entry's term survive reopening (a restart starts from them)."""
         from stalwart.cluster.raft.messages import ENTRY_CONFIG, Configuration, encode_configuration
 
-        self.assertEqual((self.machine.configuration, self.machine.last_applied_term), (None, 0))
+        self.assertEqual((self.machine.configuration, self.machine.last_applied_term, self.machine.cluster_id), (None, 0, None))
         first = encode_configuration(Configuration(voters=frozenset({"n1"}), learners=frozenset()))
         second = encode_configuration(Configuration(voters=frozenset({"n1"}), learners=frozenset({"n2"})))
         self.machine.apply([Entry(term=1, index=1, kind=ENTRY_CONFIG, data=first),
@@ -116,6 +116,7 @@ class StateMachineTests(SynchronousTestCase):
         reopened = self.open()
         self.assertEqual((self.machine.configuration, self.machine.last_applied_term), (second, 3))
         self.assertEqual((reopened.configuration, reopened.last_applied_term), (second, 3))
+        self.assertEqual((self.machine.cluster_id, reopened.cluster_id), ("n1", "n1"))
         # A failed batch changes neither.
         with self.assertRaises(sqlite3.OperationalError):
             self.machine.apply([Entry(term=4, index=4, kind=ENTRY_CONFIG, data=first), entry(5, "disk")])
