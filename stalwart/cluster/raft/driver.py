@@ -137,6 +137,13 @@ class RaftDriver:
 
     def propose(self, data: bytes) -> Deferred:
         """Fires with the state machine's result once the entry is committed and applied."""
+        return self.propose_entry(data).addCallback(lambda applied: applied[2])
+
+    def propose_entry(self, data: bytes) -> Deferred:
+        """
+        L{propose}, firing with C{(term, index, result)}: what a follower
+        that forwarded the proposal needs to find the entry in its own log.
+        """
         if self._failure is not None:
             return fail(StorageFailed(str(self._failure)))
         if self._stopping:
@@ -148,7 +155,19 @@ class RaftDriver:
         d = Deferred()
         self._waiting[entry.index] = (entry.term, d)
         self._pump_soon()
-        return d
+        return d.addCallback(lambda result: (entry.term, entry.index, result))
+
+    def bootstrap(self) -> None:
+        """Found a new cluster with this node as its only voter (L{RaftCore.bootstrap}), and lead it."""
+        self.core.bootstrap()
+        self.core.campaign()
+        self._pump_soon()
+
+    def change_configuration(self, **change) -> Entry:
+        """L{RaftCore.propose_config_change}, then act on it."""
+        entry = self.core.propose_config_change(**change)
+        self._pump_soon()
+        return entry
 
     def step(self, message) -> None:
         self.core.step(message)
@@ -164,13 +183,14 @@ class RaftDriver:
 
     def read_barrier(self) -> Deferred:
         """
-        Fires when local state reflects everything committed so far: what a
-        read must wait for after a restart or on a lagging node.  A new
-        leader first waits for the no-op of its term (Raft 8).
+        Fires when local state reflects everything committed so far (as far
+        as this node can tell, L{RaftCore.read_index}): what a read must
+        wait for after a restart or on a lagging follower.  Fails with
+        L{NotLeader} on a node that has not heard from a leader lately.
         """
-        target = self.core.log.committed
-        if self.core.role == LEADER:
-            target = max(target, self.core.term_start)
+        target = self.core.read_index()
+        if target is None:
+            return fail(NotLeader(self.core.leader))
         return self.wait_applied(target)
 
     def on_applied(self, listener: Callable[[Entry, object], None]) -> None:

@@ -219,3 +219,41 @@ class DriverTests(SynchronousTestCase):
             self.assertEqual(len(data), len(set(data)), "an entry was applied twice")
             total += len(acknowledged)
         self.assertGreater(total, 20, "the test should acknowledge writes before crashing")
+
+
+class ClusterHooksTests(SynchronousTestCase):
+    """What the cluster service uses: indexed proposals, founding, membership changes, reads without a leader."""
+
+    def open_fresh(self):
+        fs = MemoryFileSystem()
+        segments = SegmentLog.open("/raft", fs=fs)
+        hard_state_file = HardStateFile("/raft/hardstate", fs=fs)
+        core = RaftCore(RaftConfig(), "n1", RaftLog(0, segments.term_at), hard_state_file.load(), frozenset(),
+                        random.Random(0))
+        driver = RaftDriver(core, segments, hard_state_file, CountingStateMachine(), Clock(), synchronous, synchronous)
+        driver.start()
+        return driver
+
+    def test_propose_entry_gives_term_and_index(self) -> None:
+        driver, _, _ = open_driver(MemoryFileSystem(), CountingStateMachine())
+        self.assertEqual(self.successResultOf(driver.propose_entry(b"abc")), (1, 2, b"cba"))
+
+    def test_fresh_node_neither_leads_nor_reads_until_founded(self) -> None:
+        """A node with no configuration waits: no election, and reads fail with NotLeader until it founds."""
+        from stalwart.cluster.raft.core import NotLeader
+
+        driver = self.open_fresh()
+        self.assertFalse(driver.is_leader)
+        self.failureResultOf(driver.read_barrier(), NotLeader)
+        self.failureResultOf(driver.propose(b"x"), NotLeader)
+        driver.bootstrap()
+        self.assertTrue(driver.is_leader)
+        self.assertEqual(self.successResultOf(driver.propose_entry(b"x")), (2, 3, b"x"))
+        self.assertEqual(driver.core.voters, {"n1"})
+
+    def test_change_configuration(self) -> None:
+        driver = self.open_fresh()
+        driver.bootstrap()
+        entry = driver.change_configuration(add_learner="n2")
+        self.assertEqual(driver.core.learners, {"n2"})
+        self.assertEqual(self.successResultOf(driver.wait_applied(entry.index)), entry.index)
