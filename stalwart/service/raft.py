@@ -3,16 +3,19 @@
 The "raft" service: opens the segment log and hard state, replays what
 the state machine has not applied yet, and runs the driver.
 
-For now the group is this node alone (DESIGN.md section 1: a single node
-is a Raft group of one); the cluster issue adds peers through the same
-core.
+A single node is a Raft group of one (DESIGN.md section 1): on its first
+start it founds a cluster whose only voter is itself.  A cluster node
+(L{stalwart.service.cluster}) starts with the configuration its state
+machine last applied, or none at all when brand-new: the cluster service
+then either founds a cluster or waits to be added by a leader, and carries
+Raft messages to and from peers (L{RaftService.attach}).
 """
 
 from __future__ import annotations
 
 import os
 import random
-from typing import Callable
+from typing import Callable, Optional
 
 from twisted.application.service import Service
 
@@ -20,7 +23,7 @@ from stalwart.cluster.raft.core import RaftConfig, RaftCore
 from stalwart.cluster.raft.driver import RaftDriver
 from stalwart.cluster.raft.hardstate import HardStateFile
 from stalwart.cluster.raft.log import RaftLog
-from stalwart.cluster.raft.messages import decode_entry_payload
+from stalwart.cluster.raft.messages import decode_configuration, decode_entry_payload
 from stalwart.cluster.raft.segments.files import SegmentLog
 from stalwart.service.errors import ConfigError
 from stalwart.service.store import StoreService, synchronous_worker
@@ -59,10 +62,28 @@ def node_id(data_dir: str, urandom: Callable[[int], bytes]) -> str:
     return value
 
 
+def _recovered_configuration(me: str, state_machine):
+    """
+    (voters, learners) as of the applied index; configuration entries in
+    the log's unapplied tail are the core's to read.  Nothing applied yet:
+    none (a new node, or one whose first entries are still to apply).  A
+    state applied before configurations were logged is a group of one.
+    """
+    if state_machine.configuration is not None:
+        config = decode_configuration(state_machine.configuration)
+        return config.voters, config.learners
+    if state_machine.last_applied == 0:
+        return frozenset(), frozenset()
+    return frozenset({me}), frozenset()
+
+
 class RaftService(Service):
     def __init__(self, data_dir: str, store: StoreService, reactor, urandom: Callable[[int], bytes], threads: bool = True,
-                 raft_config: RaftConfig = RaftConfig()) -> None:
+                 raft_config: RaftConfig = RaftConfig(), clustered: bool = False, read_replica: bool = False) -> None:
         """
+        @param clustered: a brand-new node waits for the cluster service to
+            found a cluster or join one, instead of founding one alone.
+        @param read_replica: never vote or lead (read-replica).
         @param raft_config: timeouts in ticks of L{TICK_SECONDS} and batch limits
             (from raft-election-timeout and raft-batch-max; see L{raft_config}).
         @param threads: C{False} writes the log on the calling thread
@@ -76,13 +97,26 @@ class RaftService(Service):
         self._log_pool = ThreadWorker("stalwart-log", reactor.callFromThread) if threads else None
         self.driver = None
         self.segments = None
+        self.node_id: Optional[str] = None
+        self._clustered = clustered
+        self._read_replica = read_replica
+        self._send: Optional[Callable] = None
+
+    def attach(self, send: Callable) -> None:
+        """Send Raft messages with C{send(message)} (the cluster RPC); before L{startService}."""
+        self._send = send
+
+    def deliver(self, message) -> None:
+        """A Raft message from a peer."""
+        if self.driver is not None:
+            self.driver.step(message)
 
     def startService(self) -> None:
         raft_dir = os.path.join(self.data_dir, "raft")
         self.segments = SegmentLog.open(raft_dir)
         hard_state_file = HardStateFile(os.path.join(raft_dir, "hardstate"))
         hard_state = hard_state_file.load()
-        me = node_id(self.data_dir, self._urandom)
+        me = self.node_id = node_id(self.data_dir, self._urandom)
         state_machine = self.store.state_machine
         applied, last = state_machine.last_applied, self.segments.last_index
         if applied > last:
@@ -94,7 +128,9 @@ class RaftService(Service):
         # SQLite lost its last transactions; they are applied again here.
         tail = [decode_entry_payload(r.term, r.index, r.payload) for r in self.segments.read(applied + 1, last)] if last > applied else []
         log = RaftLog(last, self.segments.term_at, tail, applied)
-        core = RaftCore(self._raft_config, me, log, hard_state, voters=frozenset({me}), rng=random.SystemRandom())
+        voters, learners = _recovered_configuration(me, state_machine)
+        core = RaftCore(self._raft_config, me, log, hard_state, voters=voters, learners=learners,
+                        rng=random.SystemRandom(), read_replica=self._read_replica)
         if self._log_pool is not None:
             self._log_pool.start()
             log_worker = self._log_pool
@@ -104,10 +140,13 @@ class RaftService(Service):
             core, self.segments, hard_state_file, state_machine, self._reactor,
             log_worker=log_worker,
             apply_worker=self.store.apply_worker,
+            send=self._send,
             tick_seconds=TICK_SECONDS,
             call_from_thread=self._reactor.callFromThread if self._log_pool is not None else None,
         )
         self.driver.start()
+        if last == 0 and not self._clustered:
+            self.driver.bootstrap()
         super().startService()
 
     def stopService(self):
