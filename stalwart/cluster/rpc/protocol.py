@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.cluster.rpc.test_protocol -*-
+# -*- test-case-name: tests.cluster.rpc.test_protocol,tests.cluster.rpc.test_protocol_calls -*-
 """
 The AMP protocol of cluster RPC, both sides (DESIGN.md section 3).
 
@@ -7,8 +7,14 @@ L{stalwart.cluster.rpc.auth} (C{Hello}, C{Prove}); until it succeeds, the
 server accepts nothing else: any other box, an unknown command, a box over
 L{HANDSHAKE_BOX_BYTES_MAX} or a connection still unadmitted after the
 timeout closes the connection at once and is counted.  Only then are
-C{RaftMessage}s decoded and handed to C{deliver}, one by one, in order.
-The client accepts no commands at all, only answers to its own.
+C{RaftMessage}s decoded and handed to C{deliver}, one by one, in order,
+and C{Exchange} and C{Forward} calls handed to their handlers (at most
+C{calls_inflight_max} at a time per connection).  The client accepts no
+commands at all, only answers to its own, each at most C{answer_bytes_max}.
+
+A handler answers with a value, a Deferred, or L{NotLeader} /
+L{Unavailable}; anything else it raises is a bug: it is logged and the
+caller gets C{Unavailable("internal error")}, on a connection that stays.
 
 Untrusted bytes never raise out of C{dataReceived}: AMP framing errors,
 unknown answer tags, undecodable arguments and oversized boxes are each
@@ -19,9 +25,9 @@ connection.  Errors raised by C{deliver} itself are bugs and are logged.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple, Union
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, ITransport
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -33,20 +39,33 @@ from stalwart.cluster.raft.messages import Message
 from stalwart.cluster.rpc import auth, codec
 from stalwart.cluster.rpc.commands import (
     AdmissionRefused,
+    Exchange,
+    Forward,
     Hello,
     MalformedArguments,
+    NotLeader,
     Prove,
     RaftMessage,
+    Unavailable,
     UnsupportedMessage,
 )
 
-__all__ = ["Connection", "ServerProtocol", "ClientProtocol", "AdmissionFailed", "HANDSHAKE_BOX_BYTES_MAX"]
+__all__ = ["Connection", "ServerProtocol", "ClientProtocol", "AdmissionFailed", "HANDSHAKE_BOX_BYTES_MAX",
+           "CALLS_INFLIGHT_MAX", "ExchangeHandler", "ForwardHandler"]
 
-#: Largest box accepted before admission (and by a client): a hello is ~100 bytes.
+#: Largest box accepted before admission (and by default by a client): a hello is ~100 bytes.
 HANDSHAKE_BOX_BYTES_MAX = 4096
+
+#: Calls a server runs at once per connection.  Our clients send one at a
+#: time (L{stalwart.cluster.rpc.calls}); a few more are tolerated, not a flood.
+CALLS_INFLIGHT_MAX = 4
 
 #: Returns the TLS channel binding of a transport (L{stalwart.cluster.rpc.tls}).
 Binding = Callable[[ITransport], bytes]
+#: Answers a membership document with this node's (or a Deferred of it).
+ExchangeHandler = Callable[[bytes], Union[Deferred, bytes]]
+#: Proposes a forwarded write; a Deferred of its C{(term, index)} once applied.
+ForwardHandler = Callable[[bytes], Deferred]
 
 
 class AdmissionFailed(Exception):
@@ -202,10 +221,18 @@ class ServerProtocol(Connection):
     C{RaftMessage} and calls C{deliver(message)}.
     """
 
-    def __init__(self, *, deliver: Callable[[Message], None], message_bytes_max: int, **kwargs: Any) -> None:
+    def __init__(self, *, deliver: Callable[[Message], None], message_bytes_max: int,
+                 exchange: Optional[ExchangeHandler] = None, forward: Optional[ForwardHandler] = None,
+                 exchange_bytes_max: int = 1 << 20, calls_inflight_max: int = CALLS_INFLIGHT_MAX,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._deliver = deliver
         self._message_bytes_max = message_bytes_max
+        self._exchange = exchange
+        self._forward = forward
+        self._exchange_bytes_max = exchange_bytes_max
+        self._calls_inflight_max = calls_inflight_max
+        self._calls_inflight = 0
         self._admission = auth.ServerAdmission(self._key, self._urandom)
 
     def _admitted(self) -> bool:
@@ -255,6 +282,56 @@ class ServerProtocol(Connection):
         self._deliver(decoded)
         return {}
 
+    @Exchange.responder
+    def exchange(self, data: bytes) -> Deferred:
+        if len(data) > self._exchange_bytes_max:
+            self._counters["exchange_oversized"] += 1
+            return fail(Unavailable("exchange data over exchange_bytes_max"))
+        return self._call("exchange", self._exchange, data, self._exchanged)
+
+    def _exchanged(self, answer: Any) -> dict:
+        assert isinstance(answer, bytes), f"exchange handler answered {type(answer).__name__}, not bytes"
+        if len(answer) > self._exchange_bytes_max:
+            self._counters["exchange_answer_oversized"] += 1
+            raise Unavailable("exchange answer over exchange_bytes_max")
+        return {"data": answer}
+
+    @Forward.responder
+    def forward(self, payload: bytes) -> Deferred:
+        return self._call("forward", self._forward, payload, self._forwarded)
+
+    def _forwarded(self, answer: Tuple[int, int]) -> dict:
+        term, index = answer
+        assert isinstance(term, int) and isinstance(index, int), answer
+        return {"term": term, "index": index}
+
+    def _call(self, name: str, handler: Optional[Callable[[bytes], Any]], argument: bytes,
+              answer: Callable[[Any], dict]) -> Deferred:
+        """Run C{handler(argument)} and make its outcome an answer or a known error, never a crash."""
+        if handler is None:
+            self._counters[f"{name}_not_served"] += 1
+            return fail(Unavailable(f"{name} not served here"))
+        if self._calls_inflight >= self._calls_inflight_max:
+            self._counters["calls_busy"] += 1
+            return fail(Unavailable("busy"))
+        self._calls_inflight += 1
+        self._counters[f"{name}_received"] += 1
+        d = maybeDeferred(handler, argument).addCallback(answer)
+
+        def done(result: Any) -> Any:
+            self._calls_inflight -= 1
+            if isinstance(result, Failure):
+                if result.check(NotLeader, Unavailable):
+                    outcome = "not_leader" if result.check(NotLeader) else "unavailable"
+                    self._counters[f"{name}_{outcome}"] += 1
+                    return result
+                self._counters[f"{name}_failed"] += 1
+                self.log.failure("RPC {name} handler failed", result, name=name)
+                return Failure(Unavailable("internal error"))
+            return result
+
+        return d.addBoth(done)
+
 
 class ClientProtocol(Connection):
     """
@@ -263,15 +340,23 @@ class ClientProtocol(Connection):
     sends messages with L{send}.  C{admitted} fires with this protocol once
     both sides proved the key, or fails with L{AdmissionFailed} (or
     L{CancelledError} if cancelled, which closes the connection).
+
+    @param answer_bytes_max: the largest answer box accepted after
+        admission; a larger one closes the connection.  Raft links only
+        get empty acknowledgements; call connections get C{Exchange} data.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, answer_bytes_max: int = HANDSHAKE_BOX_BYTES_MAX, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._answer_bytes_max = answer_bytes_max
         self._admission = auth.ClientAdmission(self._key, self._urandom)
         self.admitted: Deferred = Deferred(lambda d: self._cancel())
 
     def _admitted(self) -> bool:
         return self._admission.admitted
+
+    def _box_bytes_max(self) -> int:
+        return self._answer_bytes_max if self._admission.admitted else HANDSHAKE_BOX_BYTES_MAX
 
     def _cancel(self) -> None:
         self._closed = True
@@ -321,3 +406,8 @@ class ClientProtocol(Connection):
         """Send one C{RaftMessage} (arguments from L{codec.to_arguments}); fires on its ack."""
         assert self._admission.admitted
         return self.callRemote(RaftMessage, **arguments)
+
+    def call(self, command: type, **arguments: Any) -> Deferred:
+        """Send one C{Exchange} or C{Forward}; fires with its answer, or fails with its error."""
+        assert self._admission.admitted
+        return self.callRemote(command, **arguments)
