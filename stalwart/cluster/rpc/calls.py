@@ -170,6 +170,12 @@ class CallPool:
                and self.connections + len(self._attempts) < self._connections_max):
             self._open()
 
+    def _take_queue(self) -> list:
+        calls = list(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        return calls
+
     def _dequeue(self) -> _Call:
         call = self._queue.popleft()
         self._queued_bytes -= call.size
@@ -194,8 +200,8 @@ class CallPool:
         self.log.info("RPC calls to {address}: cannot connect: {why}", address=self.address,
                       why=failure.getErrorMessage())
         if not (self._idle or self._busy or self._attempts):
-            while self._queue:
-                self._finish(self._dequeue(), Failure(Unreachable(f"{self.address}: {failure.getErrorMessage()}")))
+            for call in self._take_queue():  # a call made by a caller's errback makes a new attempt
+                self._finish(call, Failure(Unreachable(f"{self.address}: {failure.getErrorMessage()}")))
 
     def _release(self, protocol: ClientProtocol) -> None:
         """A connection is free: give it the next call, or keep it idle for a while."""
@@ -233,9 +239,10 @@ class CallPool:
             if not protocol.closing:
                 protocol.transport.abortConnection()  # an answer that does not parse: trust it no more
             self._counters["calls_lost"] += 1
-            result = Failure(CallLost(f"{self.address}: {result.getErrorMessage()}"))
+            self._finish(call, Failure(CallLost(f"{self.address}: {result.getErrorMessage()}")))
+            return
+        self._release(protocol)  # first, so that a call made by the caller's callback reuses it
         self._finish(call, result)
-        self._release(protocol)
 
     def _finish(self, call: _Call, result: Any) -> None:
         if call.timer.active():
@@ -280,8 +287,8 @@ class CallPool:
     def stop(self) -> Deferred:
         """Fail waiting calls, abort calls in flight, close every connection; fires once all are closed."""
         self._stopped = True
-        while self._queue:
-            self._finish(self._dequeue(), Failure(Unreachable(f"{self.address}: stopped")))
+        for call in self._take_queue():
+            self._finish(call, Failure(Unreachable(f"{self.address}: stopped")))
         for attempt in list(self._attempts):
             attempt.cancel()
         waits = []

@@ -119,6 +119,29 @@ class CallPoolTests(SynchronousTestCase):
         self.assertEqual(self.counters["exchange_answered"], 3)
         self.assertEqual(pool.connections, 1)
 
+    def test_reuse_from_callback(self) -> None:
+        """A call made as the previous one's answer arrives reuses its connection, not a new one."""
+        pool = self.pool()
+        later: list = []
+        d = self.forward(pool, b"1")
+        d.addCallback(lambda _: later.append(self.forward(pool, b"2")))
+        self.net.accept()
+        self.net.flush()
+        self.successResultOf(later[0])
+        self.assertEqual(self.counters["call_connections_opened"], 1)
+        self.assertEqual(self.net.attempts, [])
+
+    def test_retry_from_errback(self) -> None:
+        """A call made by an Unreachable errback is not failed with it: it makes a new attempt."""
+        pool = self.pool()
+        retried: list = []
+        d = self.forward(pool, b"1")
+        d.addErrback(lambda f: retried.append(self.forward(pool, b"2")))
+        self.net.refuse()
+        self.assertEqual(len(self.net.attempts), 1)
+        self.net.accept()
+        self.successResultOf(retried[0])
+
     def test_connections_max(self) -> None:
         """
         Calls in flight open connections up to connections_max; the next

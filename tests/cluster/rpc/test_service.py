@@ -26,10 +26,13 @@ def vote(sender: str, recipient: str, term: int = 1) -> RequestVote:
 
 
 class Node:
-    """A service and what it delivered; C{next()} fires at the next delivery."""
+    """
+    A service and what it delivered; C{next()} fires at the next delivery.
+    C{options} go to L{RPCService} (handlers, limits).
+    """
 
     def __init__(self, test: TestCase, node_id: str, book: dict, key: str = "cluster key", port: int = 0,
-                 data_dir: str = None) -> None:
+                 data_dir: str = None, **options) -> None:
         from twisted.internet import reactor
 
         self.node_id = node_id
@@ -39,7 +42,7 @@ class Node:
         self.service = RPCService(
             reactor=reactor, node_id=node_id, bind_addr="127.0.0.1", port=port, encryption_key=key,
             data_dir=self.data_dir, address_book=book, deliver=self._deliver, rng=random.Random(node_id),
-            urandom=os.urandom, timeout_ms=2000, backoff_max_ms=200)
+            urandom=os.urandom, timeout_ms=2000, backoff_max_ms=200, **options)
         self.service.startService()
         book[node_id] = self.service.address
         test.addCleanup(self.stop)
