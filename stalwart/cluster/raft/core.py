@@ -11,7 +11,7 @@ owns no clock, socket, file or global randomness.
 Implemented from the extended Raft paper: leader election (section 5.2),
 log replication with the consistency check and fast back-off (5.3), the
 election restriction and the commit rule for entries of the current term
-only (5.4), and the no-op entry a new leader appends (8).  From Ongaro's
+only (5.4), and the no-op entry a new leader appends (8), and log compaction with InstallSnapshot (7).  From Ongaro's
 thesis: PreVote (9.6), CheckQuorum and the leader lease that makes
 followers ignore disruptive candidates (6.2, 4.2.3), membership changes of
 one server at a time through the log with non-voting learners (4.1, 4.2.1,
@@ -27,6 +27,17 @@ configuration in its log); if a conflicting leader truncates that entry the
 previous one applies again.  The configuration as of the applied index is
 the state machine's business: the driver passes the one it recovered as
 C{voters}/C{learners}, and the core scans the unapplied tail for newer ones.
+
+Snapshots (paper section 7, thesis chapter 5).  The core decides when the
+state machine should be snapshotted (L{RaftConfig.snapshot_entries},
+L{RaftConfig.snapshot_bytes}: C{Ready.take_snapshot}), learns that it was
+(L{RaftCore.snapshot_taken}, which says how much of the log may go), and
+keeps in memory only the entries after the snapshot minus a trailing
+window.  A follower that needs compacted entries gets the snapshot
+instead: the core asks the driver for one chunk at a time
+(C{Ready.chunks}), and the follower hands accepted chunks back to its own
+driver (C{Ready.received}, then C{Ready.restore}).  The bytes never pass
+through the core's state.
 """
 
 from __future__ import annotations
@@ -47,15 +58,20 @@ from stalwart.cluster.raft.messages import (
     AppendEntriesResponse,
     Configuration,
     Entry,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     Message,
     Ready,
+    RestoreSnapshot,
+    SnapshotChunkRequest,
+    SnapshotMeta,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
     decode_configuration,
     encode_configuration,
 )
-from stalwart.cluster.raft.progress import PROBE, REPLICATE, PeerProgress, Progress
+from stalwart.cluster.raft.progress import PROBE, REPLICATE, SNAPSHOT, PeerProgress, Progress
 from stalwart.cluster.raft.quorum import quorum_index, vote_result
 
 __all__ = [
@@ -109,6 +125,32 @@ class RaftConfig:
     entries behind the leader's (thesis 4.2.1): a voter that lags far would
     leave the cluster unavailable while it catches up.  1000 entries are a
     fraction of a second of replication."""
+
+    snapshot_entries: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Ask for a snapshot of the state machine once this many entries were
+    applied since the last one (paper section 7); 0 never asks for one by
+    count.  Snapshots bound the log on disk and in memory and let a new
+    member catch up without replaying history, but each one copies the
+    whole state.  0 by default because only a driver given a snapshot
+    store can take them; 10,000 suits a mail server (a snapshot every few
+    minutes under load)."""
+
+    snapshot_bytes: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Also ask for one once the entries applied since the last one hold
+    this many bytes; 0 has no byte trigger.  Entries carry whole messages,
+    so counting bytes bounds memory and disk where counting entries
+    cannot; 64 MiB is a sensible value."""
+
+    snapshot_trailing_entries: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
+    """Entries kept before the newest snapshot, on disk and in memory, so
+    that a follower lagging by fewer gets entries rather than the whole
+    snapshot.  Larger windows cost memory; 1000 entries cover a follower
+    that missed a second or two."""
+
+    @property
+    def snapshots(self) -> bool:
+        """Whether the compaction policy ever asks for a snapshot."""
+        return bool(self.snapshot_entries or self.snapshot_bytes)
 
     def __attrs_post_init__(self) -> None:
         if self.heartbeat_ticks >= self.election_ticks:
@@ -191,6 +233,20 @@ class RaftCore:
         self._configs.extend(
             (e.index, decode_configuration(e.data)) for e in tail if e.kind == ENTRY_CONFIG
         )
+        # -- snapshots --
+        #: Counting for the compaction policy starts after this index.
+        self._snapshot_from = log.applying
+        self._applied_bytes = 0
+        self._snapshot_asked = False
+        #: Follower: the transfer in progress, (leader, index, term, next offset).
+        self._incoming: Optional[Tuple[str, int, int, int]] = None
+        self._received: List[InstallSnapshot] = []
+        self._restore: Optional[RestoreSnapshot] = None
+        self._chunks: List[SnapshotChunkRequest] = []
+        #: Readies with entries handed out and not yet advanced; the
+        #: first C{_void_writes} of them were discarded by a restore.
+        self._writes_handed = 0
+        self._void_writes = 0
 
     # -- configuration -----------------------------------------------------
 
@@ -317,7 +373,7 @@ class RaftCore:
                     self._become_follower(message.term, None)
             elif not (isinstance(message, RequestVoteResponse) and message.pre_vote and message.granted):
                 # A granted pre-vote carries the term we would campaign in.
-                leader = message.sender if isinstance(message, (AppendEntries, TimeoutNow)) else None
+                leader = message.sender if isinstance(message, (AppendEntries, TimeoutNow, InstallSnapshot)) else None
                 self._become_follower(message.term, leader)
         elif message.term < self.term:
             self._reply_stale(message)
@@ -333,6 +389,10 @@ class RaftCore:
         elif isinstance(message, TimeoutNow):
             if self.role != LEADER:
                 self._campaign(pre_vote=False, transfer=True)
+        elif isinstance(message, InstallSnapshot):
+            self._on_install_snapshot(message)
+        elif isinstance(message, InstallSnapshotResponse):
+            self._on_snapshot_response(message)
 
     # -- output ------------------------------------------------------------
 
@@ -343,6 +403,10 @@ class RaftCore:
             or self._hard_state_changed()
             or self.log.unstable_entries()
             or self.log.next_committed()
+            or self._received
+            or self._restore is not None
+            or self._chunks
+            or self._snapshot_due()
         )
 
     def ready(self) -> Ready:
@@ -359,20 +423,72 @@ class RaftCore:
         entries = tuple(self.log.unstable_entries())
         if entries:
             self.log.hand_to(entries[-1].index)
+            self._writes_handed += 1
         messages, self._messages = tuple(self._messages), []
         committed = tuple(self.log.next_committed())
         if committed:
             self.log.applying_to(committed[-1].index, self._keep_from())
-        return Ready(hard_state=hard_state, entries=entries, messages=messages, committed=committed)
+            self._applied_bytes += sum(e.size() for e in committed)
+        take_snapshot = self._snapshot_due()
+        if take_snapshot:
+            self._snapshot_asked = True
+        received, self._received = tuple(self._received), []
+        chunks, self._chunks = tuple(self._chunks), []
+        restore, self._restore = self._restore, None
+        return Ready(
+            hard_state=hard_state, entries=entries, messages=messages, committed=committed,
+            received=received, restore=restore, chunks=chunks, take_snapshot=take_snapshot,
+        )
 
     def advance(self, ready: Ready) -> None:
         """C{ready}'s hard state and entries are durable and its messages sent."""
         if ready.entries:
+            self._writes_handed -= 1
+            if self._void_writes:
+                # Written before a snapshot restore discarded the log.
+                self._void_writes -= 1
+                return
             last = ready.entries[-1]
             self.log.stable_to(last.index, last.term)
             if self.role == LEADER:
                 self._progress[self.id].match = self.log.stable_last
                 self._maybe_commit()
+
+    # -- snapshots: the driver's reports ------------------------------------
+
+    def snapshot_taken(self, meta: SnapshotMeta) -> int:
+        """
+        The driver took the snapshot C{Ready.take_snapshot} asked for (or
+        any other) of the state machine at C{meta.index}, and it is durable.
+        Memory before the trailing window is released.
+
+        @return: the first index the log must keep: segment files wholly
+            before it may be deleted (paper section 7).
+        """
+        assert meta.index <= self.log.applying, (meta.index, self.log.applying)
+        self._snapshot_asked = False
+        if meta.index >= self._snapshot_from:
+            self._snapshot_from = meta.index
+            self._applied_bytes = 0
+        keep_from = self._keep_from_snapshot(meta.index)
+        self.log.snapshot_taken(meta.index, meta.term, keep_from)
+        return keep_from
+
+    def snapshot_failed(self) -> None:
+        """Taking the asked-for snapshot failed: ask again after another interval."""
+        self._snapshot_asked = False
+        self._snapshot_from = self.log.applying
+        self._applied_bytes = 0
+
+    def snapshot_unavailable(self, peer: str, index: int) -> None:
+        """
+        The driver cannot read snapshot C{index} any more (a newer one
+        replaced it): start again with the newest.
+        """
+        progress = self._progress.get(peer) if self.role == LEADER else None
+        if progress is not None and progress.state == SNAPSHOT and progress.pending_snapshot == index:
+            progress.become_probe()
+            self._send_more(peer)
 
     def progress(self) -> Dict[str, PeerProgress]:
         """
@@ -492,7 +608,13 @@ class RaftCore:
 
     def _reply_stale(self, message: Message) -> None:
         """Tell the sender of an old-term message about the newer term (Raft 5.1)."""
-        if isinstance(message, AppendEntries):
+        if isinstance(message, InstallSnapshot):
+            self._send(
+                InstallSnapshotResponse(
+                    term=self.term, sender=self.id, recipient=message.sender, index=message.index,
+                )
+            )
+        elif isinstance(message, AppendEntries):
             self._send(
                 AppendEntriesResponse(
                     term=self.term, sender=self.id, recipient=message.sender,
@@ -535,6 +657,67 @@ class RaftCore:
         last_new = prev + len(entries) if entries else prev
         self.log.commit_to(min(message.commit, last_new))
         reply(success=True, match_index=last_new)
+
+    def _on_install_snapshot(self, message: InstallSnapshot) -> None:
+        """
+        One chunk of the leader's snapshot (paper section 7, figure 13).
+        Chunks are taken in order only; a duplicate or out-of-order one is
+        answered with the offset wanted.  A snapshot the log already
+        covers (its index is committed here) is refused as done: the
+        leader continues with entries.  On the last chunk the log and
+        configuration become the snapshot's at once; the driver makes the
+        file durable before the answer leaves and restores the state
+        machine before applying anything after it.
+        """
+        if self.role != FOLLOWER or self.leader != message.sender:
+            self._become_follower(self.term, message.sender)
+        self._elapsed = 0
+        self.leader_commit = max(self.leader_commit, message.index)
+
+        def reply(**kw) -> None:
+            self._send(
+                InstallSnapshotResponse(
+                    term=self.term, sender=self.id, recipient=message.sender, index=message.index, **kw
+                )
+            )
+
+        if message.index <= self.log.committed:
+            self._incoming = None
+            reply(done=True, match_index=self.log.committed)
+            return
+        key = (message.sender, message.index, message.snapshot_term)
+        incoming = self._incoming
+        if incoming is None or incoming[:3] != key:
+            if message.offset != 0:
+                reply(offset=0)
+                return
+            incoming = key + (0,)
+        if message.offset != incoming[3]:
+            reply(offset=incoming[3])
+            return
+        self._received.append(message)
+        if not message.done:
+            self._incoming = key + (message.offset + len(message.data),)
+            reply(offset=self._incoming[3])
+            return
+        self._incoming = None
+        self._install(message.meta)
+        reply(done=True, match_index=message.index)
+
+    def _install(self, meta: SnapshotMeta) -> None:
+        """The last chunk arrived: the log and configuration become the snapshot's."""
+        handed_unstable = self._writes_handed
+        discard = self.log.restore(meta.index, meta.term)
+        if discard:
+            self._void_writes = handed_unstable
+        tail = self.log.entries(meta.index + 1, self.log.last_index, sys.maxsize) or []
+        self._configs = [(meta.index, meta.decoded_configuration())]
+        self._configs.extend(
+            (e.index, decode_configuration(e.data)) for e in tail if e.kind == ENTRY_CONFIG
+        )
+        self._snapshot_from = meta.index
+        self._applied_bytes = 0
+        self._restore = RestoreSnapshot(meta=meta, discard_log=discard)
 
     def _conflict_hint(self, prev: int, prev_term: int) -> int:
         """
@@ -617,29 +800,86 @@ class RaftCore:
         succeeds if everything in flight arrived and is refused otherwise.
         """
         progress = self._progress[peer]
-        if progress.state == PROBE:
+        if progress.state == SNAPSHOT:
+            progress.snapshot_silent += 1
+            if progress.snapshot_silent >= 2:
+                self._request_chunk(peer)  # a chunk or its answer was lost
+            # Keep the follower's election timer quiet during the transfer.
+            self._send_entries(peer, progress.match, ())
+        elif progress.state == PROBE:
             progress.probe_sent = False
             self._send_append(peer)
         elif not progress.paused(self.config.inflight_appends_max) and progress.next <= self.log.last_index:
             self._send_more(peer)
+        elif not self.log.has_term(progress.next - 1):
+            if not self._start_snapshot(peer):
+                self._send_entries(peer, progress.match, ())
         else:
             self._send_entries(peer, progress.next - 1, ())
 
     def _send_append(self, peer: str) -> bool:
         """One AppendEntries from C{next}; returns whether it carried entries."""
         progress = self._progress[peer]
-        entries = self.log.entries(progress.next, self.log.last_index, self.config.append_batch_bytes_max)
-        if entries is None:
-            # The entries are no longer in memory and cannot be read back
-            # (InstallSnapshot is future work): heartbeat at a known match.
-            self._send_entries(peer, progress.match, ())
-            return False
         prev = progress.next - 1
+        entries = self.log.entries(progress.next, self.log.last_index, self.config.append_batch_bytes_max)
+        if entries is None or not self.log.has_term(prev):
+            # Compacted, or no longer in memory and not readable back.
+            if not self._start_snapshot(peer):
+                self._send_entries(peer, progress.match, ())  # heartbeat at a known match
+            return False
         self._send_entries(peer, prev, tuple(entries))
         progress.sent(entries[-1].index if entries else prev)
         return bool(entries)
 
+    def _start_snapshot(self, peer: str) -> bool:
+        """
+        Send the newest snapshot to C{peer} (paper section 7) if that lets
+        it continue with entries the log still has; returns whether it did.
+        """
+        index = self.log.snapshot_index
+        if index == 0 or self.log.entries(index + 1, index + 1, 1) is None:
+            return False
+        progress = self._progress[peer]
+        progress.become_snapshot(index)
+        self._request_chunk(peer)
+        return True
+
+    def _request_chunk(self, peer: str) -> None:
+        progress = self._progress[peer]
+        progress.snapshot_silent = 0
+        self._chunks.append(
+            SnapshotChunkRequest(
+                peer=peer, term=self.term, index=progress.pending_snapshot,
+                offset=progress.snapshot_offset,
+            )
+        )
+
+    def _on_snapshot_response(self, message: InstallSnapshotResponse) -> None:
+        if self.role != LEADER or message.sender not in self._progress:
+            return
+        peer = message.sender
+        progress = self._progress[peer]
+        progress.recent_active = True
+        if message.done:
+            if progress.state == SNAPSHOT:
+                news = progress.snapshot_done(message.match_index)
+            else:
+                news = progress.acknowledged(message.match_index)
+            if news:
+                self._maybe_commit()
+            if self.role == LEADER and peer in self._progress:
+                self._send_more(peer)
+            return
+        if progress.state != SNAPSHOT or message.index != progress.pending_snapshot:
+            return
+        progress.snapshot_silent = 0
+        if message.offset != progress.snapshot_offset:
+            progress.snapshot_offset = message.offset
+            self._request_chunk(peer)
+
     def _send_entries(self, peer: str, prev: int, entries: Tuple[Entry, ...]) -> None:
+        if not self.log.has_term(prev):
+            return  # compacted: the follower gets the snapshot instead
         self._send(
             AppendEntries(
                 term=self.term, sender=self.id, recipient=peer,
@@ -753,13 +993,32 @@ class RaftCore:
         if self._transferee is not None:
             raise NotLeader(None)  # handing over: the client retries shortly
 
+    def _keep_from_snapshot(self, index: int) -> int:
+        return max(1, index + 1 - self.config.snapshot_trailing_entries)
+
+    def _snapshot_due(self) -> bool:
+        config = self.config
+        if self._snapshot_asked or not config.snapshots:
+            return False
+        if self.log.applying <= self._snapshot_from:
+            return False
+        return bool(
+            (config.snapshot_entries and self.log.applying - self._snapshot_from >= config.snapshot_entries)
+            or (config.snapshot_bytes and self._applied_bytes >= config.snapshot_bytes)
+        )
+
     def _keep_from(self) -> int:
         """
-        Lowest index still needed in memory: the first entry some follower
-        is not known to hold (C{next} is optimistic, C{match} is not).
-        A peer that stays away pins memory unless the log can read entries
-        back (C{read_stable}); snapshots will bound this.
+        Lowest index still needed in memory.  With snapshots: the trailing
+        window before the newest one, on every node, since any node may
+        lead and must then send entries after the snapshot (older ones are
+        in it).  Without: the first entry some follower is not known to
+        hold (C{next} is optimistic, C{match} is not); a peer that stays
+        away pins memory unless the log can read entries back
+        (C{read_stable}).
         """
+        if self.config.snapshots:
+            return self._keep_from_snapshot(self.log.snapshot_index)
         if self.role != LEADER:
             return self.log.last_index + 1
         return min(

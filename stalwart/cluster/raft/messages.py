@@ -6,7 +6,9 @@ Ongaro and Ousterhout, "In Search of an Understandable Consensus Algorithm
 (Extended Version)", figure 2: RequestVote and AppendEntries with their
 results; from Ongaro's thesis "Consensus: Bridging Theory and Practice",
 the pre-vote flag (section 9.6), TimeoutNow for leadership transfer (3.10)
-and configuration entries for single-server membership changes (4.1).
+configuration entries for single-server membership changes (4.1), and
+InstallSnapshot (extended paper section 7, thesis chapter 5), whose chunk
+bytes are read and written by the driver, never kept by the core.
 Messages carry sender and recipient so that a simulated network or the AMP
 shell can route them without looking inside.
 
@@ -37,6 +39,11 @@ __all__ = [
     "encode_configuration",
     "decode_configuration",
     "TimeoutNow",
+    "SnapshotMeta",
+    "InstallSnapshot",
+    "InstallSnapshotResponse",
+    "SnapshotChunkRequest",
+    "RestoreSnapshot",
     "RequestVote",
     "RequestVoteResponse",
     "AppendEntries",
@@ -222,7 +229,101 @@ class TimeoutNow:
     recipient: str
 
 
-Message = Union[RequestVote, RequestVoteResponse, AppendEntries, AppendEntriesResponse, TimeoutNow]
+@attrs.frozen
+class SnapshotMeta:
+    """
+    The point a snapshot of the state machine stands for (paper section 7):
+    it holds the effects of every entry up to C{index}, whose term is
+    C{term}; C{configuration} is the C{ENTRY_CONFIG} payload in force at
+    C{index} (L{encode_configuration}), or empty before the first one.
+    """
+
+    index: int
+    term: int
+    configuration: bytes = b""
+
+    def decoded_configuration(self) -> Configuration:
+        return decode_configuration(self.configuration) if self.configuration else Configuration()
+
+
+@attrs.frozen
+class InstallSnapshot:
+    """
+    One chunk of the leader's snapshot C{index}/C{snapshot_term} (paper
+    section 7, figure 13; thesis 5.4.2): C{data} is the file's bytes at
+    C{offset}; C{done} marks the last chunk, after which the follower
+    restores the snapshot.  Every chunk repeats the snapshot's identity and
+    configuration, so a chunk at offset 0 starts a transfer on its own.
+    """
+
+    term: int
+    sender: str
+    recipient: str
+    index: int
+    snapshot_term: int
+    configuration: bytes
+    offset: int
+    data: bytes
+    done: bool
+
+    @property
+    def meta(self) -> SnapshotMeta:
+        return SnapshotMeta(index=self.index, term=self.snapshot_term, configuration=self.configuration)
+
+
+@attrs.frozen
+class InstallSnapshotResponse:
+    """
+    The answer to an L{InstallSnapshot} chunk.  While a transfer runs,
+    C{offset} is the next byte the follower wants of snapshot C{index} (the
+    leader sends that chunk next; a lost or duplicate chunk only repeats
+    an offset).  C{done}: the follower holds a log that matches the
+    leader's up to C{match_index}, because it restored the snapshot or
+    because it had already committed past it (a stale snapshot).
+    """
+
+    term: int
+    sender: str
+    recipient: str
+    index: int
+    offset: int = 0
+    done: bool = False
+    match_index: int = 0
+
+
+@attrs.frozen
+class SnapshotChunkRequest:
+    """
+    An effect for the driver (not a message): read the chunk of snapshot
+    C{index} at C{offset} and send it to C{peer} as an L{InstallSnapshot}
+    of C{term}.  The core never holds snapshot bytes: it only decides
+    which chunk goes where.
+    """
+
+    peer: str
+    term: int
+    index: int
+    offset: int
+
+
+@attrs.frozen
+class RestoreSnapshot:
+    """
+    An effect for the driver: the last chunk of snapshot C{meta} arrived.
+    Make the received file durable, then, if C{discard_log}, drop the whole
+    log and continue it at C{meta.index + 1} (else drop only what the
+    snapshot covers), then, before any later committed entry, replace the
+    state machine with the snapshot (paper section 7, thesis 5.4.2).
+    """
+
+    meta: SnapshotMeta
+    discard_log: bool
+
+
+Message = Union[
+    RequestVote, RequestVoteResponse, AppendEntries, AppendEntriesResponse, TimeoutNow,
+    InstallSnapshot, InstallSnapshotResponse,
+]
 
 
 @attrs.frozen
@@ -232,12 +333,27 @@ class Ready:
     L{stalwart.cluster.raft.driver}: persist C{hard_state} (if not None) and
     C{entries}, send C{messages}, apply C{committed}, then call
     C{RaftCore.advance(ready)}.
+
+    Snapshots (paper section 7): C{received} are accepted L{InstallSnapshot}
+    chunks, to write to the incoming snapshot file with the entries (before
+    C{messages}, which acknowledge them); C{restore}, when set, comes with
+    the last of them (see L{RestoreSnapshot}); C{chunks} are chunks to read
+    from a snapshot file and send; C{take_snapshot} says the compaction
+    policy wants a snapshot of the state machine taken after C{committed}
+    is applied, to be reported with C{RaftCore.snapshot_taken}.
     """
 
     hard_state: Optional[object]
     entries: Tuple[Entry, ...]
     messages: Tuple[Message, ...]
     committed: Tuple[Entry, ...]
+    received: Tuple[InstallSnapshot, ...] = ()
+    restore: Optional[RestoreSnapshot] = None
+    chunks: Tuple[SnapshotChunkRequest, ...] = ()
+    take_snapshot: bool = False
 
     def is_empty(self) -> bool:
-        return not (self.hard_state or self.entries or self.messages or self.committed)
+        return not (
+            self.hard_state or self.entries or self.messages or self.committed
+            or self.received or self.restore or self.chunks or self.take_snapshot
+        )
