@@ -16,7 +16,13 @@ Field types (integers are unsigned, big-endian):
   - C{BOOL}: 1 byte, 0 or 1, nothing else;
   - C{NODE}: a 1-byte length n (1 to 255), then n bytes of UTF-8 (node ids);
   - C{ENTRIES}: a 4-byte count, then for each entry: term C{U64}, index
-    C{U64}, entry kind (1 byte), a 4-byte data length, the data.
+    C{U64}, entry kind (1 byte), a 4-byte data length, the data;
+  - C{BYTES}: a 4-byte length, then that many bytes (a snapshot chunk, a
+    configuration payload).
+
+InstallSnapshot (kind 6) and its response (kind 7) were added after kinds
+1-5, whose encodings did not change: a peer that does not know them
+answers L{UnsupportedMessage} for those alone.
 
 A kind is one row of L{KINDS}: its code, its attrs class and its fields in
 order.  Adding a message (InstallSnapshot, TimeoutNow...) is one new row; a
@@ -40,6 +46,8 @@ from stalwart.cluster.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Entry,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     Message,
     RequestVote,
     RequestVoteResponse,
@@ -170,7 +178,20 @@ def _unpack_entries(view: memoryview, offset: int) -> Tuple[Tuple[Entry, ...], i
     return tuple(entries), offset
 
 
+def _pack_bytes(value: bytes, out: list) -> None:
+    out.append(_U32.pack(len(value)))
+    out.append(value)
+
+
+def _unpack_bytes(view: memoryview, offset: int) -> Tuple[bytes, int]:
+    start = _need(view, offset, 4)
+    (length,) = _U32.unpack_from(view, offset)
+    end = _need(view, start, length)
+    return bytes(view[start:end]), end
+
+
 U64 = FieldType("u64", _pack_u64, _unpack_u64)
+BYTES = FieldType("bytes", _pack_bytes, _unpack_bytes)
 BOOL = FieldType("bool", _pack_bool, _unpack_bool)
 NODE = FieldType("node", _pack_node, _unpack_node)
 ENTRIES = FieldType("entries", _pack_entries, _unpack_entries)
@@ -203,6 +224,14 @@ KINDS: Tuple[Kind, ...] = (
         ("match_index", U64), ("hint", U64), ("reject_index", U64),
     )),
     Kind(5, TimeoutNow, (("term", U64), ("sender", NODE), ("recipient", NODE))),
+    Kind(6, InstallSnapshot, (
+        ("term", U64), ("sender", NODE), ("recipient", NODE), ("index", U64), ("snapshot_term", U64),
+        ("configuration", BYTES), ("offset", U64), ("data", BYTES), ("done", BOOL),
+    )),
+    Kind(7, InstallSnapshotResponse, (
+        ("term", U64), ("sender", NODE), ("recipient", NODE), ("index", U64), ("offset", U64),
+        ("done", BOOL), ("match_index", U64),
+    )),
 )
 
 _BY_CLASS: Dict[type, Kind] = {kind.cls: kind for kind in KINDS}

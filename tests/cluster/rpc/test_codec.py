@@ -14,6 +14,8 @@ from stalwart.cluster.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Entry,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
@@ -37,6 +39,13 @@ def samples():
                               reject_index=9),
         TimeoutNow(term=4, sender="n1", recipient="n2"),
         AppendEntriesResponse(term=3, sender="n3", recipient="n1", success=True, match_index=12),
+        InstallSnapshot(term=5, sender="n1", recipient="n4", index=900, snapshot_term=4,
+                        configuration=b"\x01\x00\x01\x00\x02n1\x00\x00", offset=2**20,
+                        data=b"chunk bytes", done=False),
+        InstallSnapshot(term=5, sender="n1", recipient="n4", index=900, snapshot_term=4,
+                        configuration=b"", offset=0, data=b"", done=True),
+        InstallSnapshotResponse(term=5, sender="n4", recipient="n1", index=900, offset=2**20 + 11),
+        InstallSnapshotResponse(term=5, sender="n4", recipient="n1", index=900, done=True, match_index=900),
     ]
 
 
@@ -78,6 +87,29 @@ class RoundTripTests(SynchronousTestCase):
         message = AppendEntries(term=1, sender="a", recipient="b", prev_index=0, prev_term=0,
                                 entries=(Entry(1, 1, data),), commit=0)
         self.assertEqual(codec.decode(codec.encode(message)).entries[0].data, data)
+
+    def test_snapshot_chunk_of_a_mebibyte(self) -> None:
+        """A 1 MiB InstallSnapshot chunk survives the round trip byte for byte (paper section 7)."""
+        data = random.Random(6).randbytes(1 << 20)
+        message = InstallSnapshot(term=2, sender="a", recipient="b", index=10, snapshot_term=1,
+                                  configuration=b"cfg", offset=3 << 20, data=data, done=True)
+        self.assertEqual(codec.decode(codec.encode(message)), message)
+
+    def test_old_kinds_unchanged(self) -> None:
+        """
+        Adding InstallSnapshot left the encodings of kinds 1-5 as they were:
+        an older peer still reads every message it knows.
+        """
+        self.assertEqual(
+            codec.encode(TimeoutNow(term=4, sender="n1", recipient="n2")),
+            b"\x01\x05" + struct.pack(">Q", 4) + b"\x02n1\x02n2",
+        )
+        self.assertEqual(
+            codec.encode(AppendEntriesResponse(term=3, sender="a", recipient="b", success=True,
+                                               match_index=12, hint=1, reject_index=2)),
+            b"\x01\x04" + struct.pack(">Q", 3) + b"\x01a\x01b\x01" + struct.pack(">QQQ", 12, 1, 2),
+        )
+        self.assertEqual([kind.code for kind in codec.KINDS], [1, 2, 3, 4, 5, 6, 7])
 
     def test_arguments(self) -> None:
         """to_arguments gives the RaftMessage keywords and from_arguments reads them back."""
@@ -141,6 +173,14 @@ class RejectTests(SynchronousTestCase):
                                 entries=(), commit=0)
         data = bytearray(codec.encode(message))
         data[-12:-8] = struct.pack(">I", 2**32 - 1)
+        self.assertMalformed(bytes(data))
+
+    def test_bytes_length_beyond_data(self) -> None:
+        """A chunk whose length claims more bytes than follow is refused."""
+        message = InstallSnapshot(term=1, sender="a", recipient="b", index=1, snapshot_term=1,
+                                  configuration=b"", offset=0, data=b"abc", done=False)
+        data = bytearray(codec.encode(message))
+        data[-8:-4] = struct.pack(">I", 2**32 - 1)
         self.assertMalformed(bytes(data))
 
     def test_random_corruption(self) -> None:
