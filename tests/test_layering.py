@@ -43,6 +43,17 @@ CORES = [
     "mail/html.py",
     "mail/blobids.py",
     "mail/query.py",
+    "cluster/phi/history.py",
+    "cluster/phi/detector.py",
+    "cluster/swim/config.py",
+    "cluster/swim/messages.py",
+    "cluster/swim/codec.py",
+    "cluster/swim/seal.py",
+    "cluster/swim/awareness.py",
+    "cluster/swim/suspicion.py",
+    "cluster/swim/broadcasts.py",
+    "cluster/swim/probe.py",
+    "cluster/swim/members.py",
 ]
 
 FORBIDDEN = ("twisted.internet.reactor", "twisted.internet.task", "twisted.internet.threads",

@@ -582,6 +582,8 @@ class Membership:
             probe = self._probe
             if probe is not None and probe.seq == body.seq and sender in probe.relays:
                 probe.nacks.add(sender)
+                if len(probe.nacks) == len(probe.relays):
+                    probe.deadline = min(probe.deadline, now)
 
     def _handle_ack(self, now: float, address: Tuple[str, int], sender: str, seq: int,
                     effects: List[Effect]) -> None:
@@ -647,8 +649,7 @@ class Membership:
                 self._send(effects, self._members[relay].info.rpc_address, relay,
                            PingReq(seq=probe.seq, target=probe.target, address=probe.address))
             self._send(effects, probe.address, probe.target, Ping(seq=probe.seq, target=probe.target))
-        nacked = bool(probe.relays) and len(probe.nacks) == len(probe.relays)
-        if now < probe.deadline and not (nacked and not probe.acked):
+        if now < probe.deadline:
             return
         self._probe = None
         if probe.acked:

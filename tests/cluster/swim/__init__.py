@@ -1,0 +1,1 @@
+"""Tests of the SWIM gossip cores and shell."""
