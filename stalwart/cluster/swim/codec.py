@@ -38,6 +38,7 @@ L{UnsupportedVersion}.  A new body or update kind means a new L{VERSION}.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, List, Tuple
 
 from stalwart.cluster.swim.messages import (
@@ -150,8 +151,9 @@ def encode_update(update: Update) -> bytes:
     raise TypeError(f"not an update: {update!r}")
 
 
+@functools.lru_cache(maxsize=4096)
 def update_size(update: Update) -> int:
-    """Bytes C{update} takes in a packet."""
+    """Bytes C{update} takes in a packet (cached: packing asks for the same updates again and again)."""
     return len(encode_update(update))
 
 

@@ -182,6 +182,7 @@ class Membership:
         self._reconnect = RoundRobin()
         self._left = False
         self._pending_index: Optional[int] = None
+        self._own_cache: Optional[Alive] = None
         self._next_index_announce = 0.0
         self.add_seeds(seeds)
 
@@ -349,7 +350,10 @@ class Membership:
     def _own_record(self) -> Update:
         if self._left:
             return Left(node_id=self.me.node_id, incarnation=self.incarnation)
-        return Alive(info=self.me, incarnation=self.incarnation)
+        cached = self._own_cache
+        if cached is None or cached.incarnation != self.incarnation or cached.info is not self.me:
+            cached = self._own_cache = Alive(info=self.me, incarnation=self.incarnation)
+        return cached
 
     def _record(self, node_id: str) -> Update:
         member = self._members[node_id]

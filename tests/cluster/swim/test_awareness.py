@@ -10,6 +10,7 @@ class AwarenessTests(SynchronousTestCase):
     """Lifeguard 4.3: the score stays in [0, max - 1] and scales timeouts by score + 1."""
 
     def test_clamped(self) -> None:
+        """The score never leaves [0, max - 1], whatever the deltas."""
         awareness = Awareness(8)
         self.assertEqual(awareness.apply(-3), 0)
         self.assertEqual(awareness.apply(100), 7)

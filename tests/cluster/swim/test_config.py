@@ -39,6 +39,7 @@ class ParseSeedTests(SynchronousTestCase):
     """Seed addresses: host, host:port, [v6], [v6]:port; default port rpc-port."""
 
     def test_table(self) -> None:
+        """Known forms and their (host, port)."""
         table = {
             "node1": ("node1", 7911),
             " node1:7000 ": ("node1", 7000),
@@ -51,6 +52,7 @@ class ParseSeedTests(SynchronousTestCase):
             self.assertEqual(parse_seed(text, 7911), expected)
 
     def test_bad(self) -> None:
+        """Empty hosts and bad ports are refused."""
         for text in ["", ":7000", "host:0", "host:x", "host:70000", "[::1]x", "[]:1"]:
             self.assertRaises(ValueError, parse_seed, text, 7911)
 

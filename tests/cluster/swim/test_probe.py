@@ -12,6 +12,7 @@ class RoundRobinTests(SynchronousTestCase):
     """SWIM 4.3: every member is probed once per round."""
 
     def test_each_once_per_round(self) -> None:
+        """Each member comes once per round, in the same order every round."""
         order = RoundRobin()
         rng = random.Random(1)
         for name in "abcde":
@@ -22,6 +23,7 @@ class RoundRobinTests(SynchronousTestCase):
         self.assertEqual(first, second)
 
     def test_skips_ineligible_and_removed(self) -> None:
+        """Removed and ineligible members are skipped; with none eligible, None."""
         order = RoundRobin()
         rng = random.Random(2)
         for name in "abc":

@@ -39,6 +39,7 @@ class SuspicionTimeoutTests(SynchronousTestCase):
             self.assertTrue(shortest <= got <= longest + 1e-9)
 
     def test_bad_arguments(self) -> None:
+        """Negative counts and a shortest above the longest are refused."""
         self.assertRaises(ValueError, suspicion_timeout, -1, 3, 1.0, 2.0)
         self.assertRaises(ValueError, suspicion_timeout, 0, 3, 2.0, 1.0)
 
