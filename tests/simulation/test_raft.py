@@ -8,7 +8,10 @@ The network loses, delays (so reorders) and duplicates messages, and is
 cut into partitions, some one-way.  Nodes crash and restart: a crash loses
 every Ready not yet written (the driver writes, then sends, so messages of
 unwritten Readies are lost too), while the log, the hard state and the
-state machine survive.  An operator changes the membership during the run
+state machine survive.  A third of the runs compact aggressively: nodes
+snapshot every few entries, drop their log before it, and a node that
+restarts or joins behind the leader's log gets the snapshot in small
+chunks (InstallSnapshot, paper section 7).  An operator changes the membership during the run
 through the leader: joining nodes become learners and are promoted once
 caught up, voters (the leader included) are removed, and some runs start
 from a single node that bootstraps.
@@ -17,7 +20,8 @@ After every event the run checks, from the extended Raft paper (figure 3):
 election safety (one leader per term), log matching (one entry per index
 and term, with one predecessor term), leader completeness (a new leader
 holds every applied entry), state machine safety (all nodes apply one
-sequence); a read replica never campaigns, leads or grants a vote.  At the
+sequence, and a restored snapshot holds exactly the entries chosen up to
+its index); a read replica never campaigns, leads or grants a vote.  At the
 end the faults stop, every node restarts, and every proposal that was
 acknowledged (applied on the leader that took it) must be applied by every
 member of the final configuration.
@@ -28,8 +32,10 @@ runs N seeds (default 500); C{STALWART_SIM_SEED=S} runs seed S alone.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
+import json
 import os
 import random
 from collections import deque
@@ -51,10 +57,13 @@ from stalwart.cluster.raft.messages import (
     ENTRY_CONFIG,
     ENTRY_NORMAL,
     Configuration,
+    InstallSnapshot,
     RequestVoteResponse,
+    SnapshotMeta,
     decode_configuration,
+    encode_configuration,
 )
-from tests.cluster.raft.test_core import MemoryStorage
+from tests.cluster.raft.test_snapshot import CompactingStorage
 
 #: Time units per tick (about 100 ms in production): message delays are
 #: expressed against it.
@@ -74,8 +83,15 @@ class Node:
     def __init__(self, name: str, config: Configuration, read_replica: bool) -> None:
         self.name = name
         self.read_replica = read_replica
-        self.storage = MemoryStorage()
+        self.storage = CompactingStorage()
         self.applied = 0
+        self.applied_term = 0
+        #: Hash chain over the applied entries: the state a snapshot holds.
+        self.digest = ""
+        #: Durable snapshots, index -> (meta, bytes); the newest two are kept.
+        self.snapshots: Dict[int, Tuple[SnapshotMeta, bytes]] = {}
+        #: The snapshot being received (a temporary file: lost in a crash).
+        self.incoming = bytearray()
         #: The state machine's configuration as of C{applied}.
         self.machine_config = config
         self.core: Optional[RaftCore] = None
@@ -98,10 +114,20 @@ class Simulation:
         self.duplication = rng.choice([0.0, 0.03])
         self.delay_max = rng.choice([2, 8, 25])
         self.write_max = rng.choice([0, 3, 10])
+        self.compacting = seed % 3 == 2
+        snapshots = {}
+        if self.compacting:
+            snapshots = dict(
+                snapshot_entries=rng.choice([2, 5, 15]),
+                snapshot_trailing_entries=rng.choice([0, 1, 4]),
+                snapshot_bytes=rng.choice([0, 150]),
+            )
+        self.chunk_bytes = rng.choice([16, 64, 4096])
         self.raft_config = RaftConfig(
             inflight_appends_max=rng.choice([1, 4, 64]),
             append_batch_bytes_max=rng.choice([40, 200, 1 << 20]),
             promote_lag_entries_max=rng.choice([0, 5]),
+            **snapshots,
         )
         self.now = 0
         self.events: List = []
@@ -112,6 +138,8 @@ class Simulation:
         self.leaders: Dict[int, str] = {}
         self.log_entries: Dict[Tuple[int, int], Tuple] = {}
         self.chosen: List[Tuple[int, int, bytes]] = []  # (term, kind, data) by index - 1
+        self.chosen_digests: List[str] = [""]  # the hash chain after each chosen index
+        self.restores = 0
         self.pending: Dict[Tuple[str, int], Tuple[int, bytes]] = {}
         self.acked: List[Tuple[int, int, bytes]] = []
         self.proposals = 0
@@ -130,7 +158,8 @@ class Simulation:
 
     def describe(self) -> str:
         return (f"size={self.size} bootstrap={self.bootstrap} loss={self.loss} dup={self.duplication} "
-                f"delay_max={self.delay_max} write_max={self.write_max} {self.raft_config}")
+                f"delay_max={self.delay_max} write_max={self.write_max} chunk={self.chunk_bytes} "
+                f"{self.raft_config}")
 
     # -- nodes -------------------------------------------------------------
 
@@ -140,19 +169,32 @@ class Simulation:
         return node
 
     def start(self, node: Node) -> None:
+        """
+        Start from what is durable, as the service does: the newest
+        snapshot, the state machine, and the log from the trailing window
+        before the snapshot (or the first entry after applied) on.
+        """
         storage = node.storage
-        log = RaftLog(len(storage.entries), storage.term_at, storage.entries[node.applied:],
-                      node.applied, read_stable=storage.read)
+        meta = max((m for m, _ in node.snapshots.values()), key=lambda m: m.index, default=None)
+        snapshot_index = meta.index if meta else 0
+        keep_from = max(1, snapshot_index + 1 - self.raft_config.snapshot_trailing_entries)
+        if not self.raft_config.snapshots:
+            keep_from = node.applied + 1
+        lo = min(max(storage.first, keep_from), node.applied + 1)
+        log = RaftLog(storage.last_index, storage.term_at, storage.tail(lo), node.applied,
+                      read_stable=None if self.compacting else storage.read,
+                      snapshot_index=snapshot_index, snapshot_term=meta.term if meta else 0)
         node.core = RaftCore(
             self.raft_config, node.name, log, storage.hard_state,
             node.machine_config.voters, random.Random(self.rng.randrange(1 << 30)),
             learners=node.machine_config.learners, read_replica=node.read_replica,
         )
+        node.incoming = bytearray()
         node.incarnation += 1
         node.writes.clear()
         node.write_due = self.now
         self.schedule(self.rng.randrange(TICK), "tick", (node.name, node.incarnation))
-        if self.bootstrap and node.name == "n0" and not storage.entries:
+        if self.bootstrap and node.name == "n0" and storage.last_index == 0:
             # The founder bootstraps whenever it starts with an empty log:
             # a crash before the first write loses the first attempt.
             node.core.bootstrap()
@@ -204,12 +246,61 @@ class Simulation:
         if node.incarnation != incarnation:
             return
         ready = node.writes.popleft()
+        for chunk in ready.received:
+            if chunk.offset == 0:
+                node.incoming = bytearray()
+            node.incoming += chunk.data
         node.storage.persist(ready)
         self.check_log_matching(node, ready.entries)
+        if ready.restore is not None:
+            self.restore(node, ready.restore.meta)
         for message in ready.messages:
             self.send(message)
+        for request in ready.chunks:
+            self.send_chunk(node, request)
         node.core.advance(ready)
         self.drain(name)
+
+    # -- snapshots ---------------------------------------------------------
+
+    def take_snapshot(self, node: Node) -> None:
+        """The state machine's snapshot at its applied index, then compaction (paper 7)."""
+        meta = SnapshotMeta(index=node.applied, term=node.applied_term,
+                            configuration=encode_configuration(node.machine_config))
+        body = json.dumps({"index": meta.index, "digest": node.digest}).encode()
+        # Padding of a varying length, so that transfers take several chunks.
+        node.snapshots[meta.index] = (meta, body + b" " * self.rng.randrange(200))
+        for index in sorted(node.snapshots)[:-2]:
+            del node.snapshots[index]
+        keep_from = node.core.snapshot_taken(meta)
+        node.storage.compact(keep_from)
+        self.trace.append(f"{self.now} {node.name} snapshot {meta.index} keep {keep_from}")
+
+    def send_chunk(self, node: Node, request) -> None:
+        if request.index not in node.snapshots:
+            node.core.snapshot_unavailable(request.peer, request.index)
+            return
+        meta, data = node.snapshots[request.index]
+        piece = data[request.offset : request.offset + self.chunk_bytes]
+        self.send(InstallSnapshot(
+            term=request.term, sender=node.name, recipient=request.peer, index=meta.index,
+            snapshot_term=meta.term, configuration=meta.configuration, offset=request.offset,
+            data=piece, done=request.offset + len(piece) >= len(data),
+        ))
+
+    def restore(self, node: Node, meta: SnapshotMeta) -> None:
+        """State machine safety for snapshots: a restored one holds exactly the chosen prefix."""
+        data = bytes(node.incoming)
+        state = json.loads(data)
+        if state["index"] != meta.index or state["digest"] != self.chosen_digests[meta.index]:
+            self.fail(f"{node.name} restored snapshot {meta.index} that differs from the chosen entries")
+        if meta.index <= node.applied:
+            self.fail(f"{node.name} restored snapshot {meta.index} at applied {node.applied}")
+        node.snapshots[meta.index] = (meta, data)
+        node.applied, node.applied_term, node.digest = meta.index, meta.term, state["digest"]
+        node.machine_config = decode_configuration(meta.configuration)
+        self.restores += 1
+        self.trace.append(f"{self.now} {node.name} restored {meta.index}")
 
     def drain(self, name: str) -> None:
         """Take every Ready: apply what is committed at once, queue the rest for writing in order."""
@@ -219,6 +310,8 @@ class Simulation:
             ready = core.ready()
             for entry in ready.committed:
                 self.apply(node, entry)
+            if ready.take_snapshot:
+                self.take_snapshot(node)
             latency = self.rng.randint(0, self.write_max) if (ready.entries or ready.hard_state) else 0
             node.write_due = max(node.write_due, self.now + latency)
             node.writes.append(ready)
@@ -346,7 +439,9 @@ class Simulation:
                 self.fail(f"{node.name} applied {record} at {entry.index}, others {self.chosen[entry.index - 1]}")
         else:
             self.chosen.append(record)
-        node.applied = entry.index
+            self.chosen_digests.append(chain(self.chosen_digests[-1], record))
+        node.applied, node.applied_term = entry.index, entry.term
+        node.digest = self.chosen_digests[entry.index]
         if entry.kind == ENTRY_CONFIG:
             node.machine_config = decode_configuration(entry.data)
         proposal = self.pending.pop((node.name, entry.index), None)
@@ -374,7 +469,7 @@ class Simulation:
         if getattr(core, "_checked_term", None) != core.term:
             core._checked_term = core.term
             for index, (term, _, _) in enumerate(self.chosen, 1):
-                if core.log.term(index) != term:
+                if core.log.has_term(index) and core.log.term(index) != term:
                     self.fail(f"leader {node.name} of term {core.term} lacks applied entry {index}")
 
     # -- the end -----------------------------------------------------------
@@ -404,6 +499,11 @@ class Simulation:
                 self.fail(f"acknowledged proposal {data!r} at {index} lost")
 
 
+def chain(digest: str, record: Tuple[int, int, bytes]) -> str:
+    term, kind, data = record
+    return hashlib.sha256(f"{digest}|{term}|{kind}|{data.hex()}".encode()).hexdigest()
+
+
 def run_seed(seed: int) -> Simulation:
     sim = Simulation(seed)
     sim.run_until(RUN_UNITS)
@@ -425,7 +525,7 @@ class RaftSimulationTests(SynchronousTestCase):
             seeds = [int(os.environ["STALWART_SIM_SEED"])]
         else:
             seeds = range(int(os.environ.get("STALWART_SIM_SEEDS", "500")))
-        acked = changes = 0
+        acked = changes = restores = 0
         for seed in seeds:
             try:
                 sim = run_seed(seed)
@@ -437,6 +537,8 @@ class RaftSimulationTests(SynchronousTestCase):
                 )
             acked += bool(sim.acked)
             changes += any(kind == ENTRY_CONFIG for _, kind, _ in sim.chosen)
+            restores += bool(sim.restores)
         self.assertGreater(acked, len(seeds) * 0.8, "most runs should acknowledge proposals")
         if len(seeds) > 10:
             self.assertGreater(changes, len(seeds) // 2, "most runs should change membership")
+            self.assertGreater(restores, len(seeds) // 10, "some runs should install snapshots")

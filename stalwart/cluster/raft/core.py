@@ -247,6 +247,9 @@ class RaftCore:
         #: first C{_void_writes} of them were discarded by a restore.
         self._writes_handed = 0
         self._void_writes = 0
+        #: A restore is pending until its Ready is advanced: entries after
+        #: the snapshot are not applied before the state machine has it.
+        self._restoring = False
 
     # -- configuration -----------------------------------------------------
 
@@ -402,7 +405,7 @@ class RaftCore:
             or self._broadcast
             or self._hard_state_changed()
             or self.log.unstable_entries()
-            or self.log.next_committed()
+            or (self.log.next_committed() and not self._restoring)
             or self._received
             or self._restore is not None
             or self._chunks
@@ -425,7 +428,7 @@ class RaftCore:
             self.log.hand_to(entries[-1].index)
             self._writes_handed += 1
         messages, self._messages = tuple(self._messages), []
-        committed = tuple(self.log.next_committed())
+        committed = () if self._restoring else tuple(self.log.next_committed())
         if committed:
             self.log.applying_to(committed[-1].index, self._keep_from())
             self._applied_bytes += sum(e.size() for e in committed)
@@ -441,7 +444,12 @@ class RaftCore:
         )
 
     def advance(self, ready: Ready) -> None:
-        """C{ready}'s hard state and entries are durable and its messages sent."""
+        """
+        C{ready}'s hard state and entries are durable and its messages sent;
+        its snapshot restore, if any, is queued before anything applied later.
+        """
+        if ready.restore is not None and self._restore is None:
+            self._restoring = False
         if ready.entries:
             self._writes_handed -= 1
             if self._void_writes:
@@ -718,6 +726,7 @@ class RaftCore:
         self._snapshot_from = meta.index
         self._applied_bytes = 0
         self._restore = RestoreSnapshot(meta=meta, discard_log=discard)
+        self._restoring = True
 
     def _conflict_hint(self, prev: int, prev_term: int) -> int:
         """

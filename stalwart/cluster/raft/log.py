@@ -203,9 +203,13 @@ class RaftLog:
 
     def stable_to(self, index: int, term: int) -> None:
         """Entries up to C{index} (of C{term}) are durable."""
-        if index < self.unstable_from or self.term(index) != term:
+        if index < self.unstable_from:
+            return
+        if index >= self._mem_first and self.term(index) != term:
             # Replaced while being written: the next Ready writes it again.
             return
+        # Below memory: a restore kept the log up to a snapshot past this
+        # write, after checking that it matches; committed entries never change.
         self.unstable_from = index + 1
         self.stable_last = index
 
@@ -251,12 +255,12 @@ class RaftLog:
     def restore(self, index: int, term: int) -> bool:
         """
         Install a snapshot of C{index}/C{term} from the leader (paper
-        section 7): if the log holds that entry durably, entries after it
-        stay; otherwise the whole log is discarded and continues at
-        C{index + 1}.  Returns whether the log was discarded.
+        section 7): if the log holds that entry, written or being written,
+        the entries after it stay; otherwise the whole log is discarded and
+        continues at C{index + 1}.  Returns whether the log was discarded.
         """
         assert index > self.committed, "a snapshot must be newer than the commit index"
-        keep = index <= self.stable_last and self.has_term(index) and self.term(index) == term
+        keep = index <= self.handed and self.has_term(index) and self.term(index) == term
         if keep:
             self._release(index)
         else:

@@ -42,6 +42,8 @@ class CompactingStorage:
     def __init__(self) -> None:
         self.entries: List[Entry] = []
         self.first = 1
+        #: Term of entry C{first - 1} (the snapshot's, after a restore).
+        self.base_term = 0
         self.hard_state = HardState()
 
     @property
@@ -51,6 +53,8 @@ class CompactingStorage:
     def term_at(self, index: int) -> int:
         if index == 0:
             return 0
+        if index == self.first - 1:
+            return self.base_term
         if not self.first <= index <= self.last_index:
             raise IndexError(index)
         return self.entries[index - self.first].term
@@ -81,12 +85,15 @@ class CompactingStorage:
             index = ready.restore.meta.index
             if ready.restore.discard_log or self.last_index < index:
                 self.entries, self.first = [], index + 1
+                self.base_term = ready.restore.meta.term
             else:
                 self.compact(index + 1)
 
     def compact(self, keep_from: int) -> None:
         """Drop entries before C{keep_from}, as whole segment files would go."""
         drop = max(0, min(keep_from, self.last_index + 1) - self.first)
+        if drop:
+            self.base_term = self.entries[drop - 1].term
         del self.entries[:drop]
         self.first += drop
 

@@ -515,6 +515,33 @@ class SegmentLog:
             self._fs.remove(segment.path)
             self._fs.fsync_dir(self._directory)
 
+    def reset(self, next_index: int) -> None:
+        """
+        Drop every record and continue the log at C{next_index}: a follower
+        installs a snapshot of C{next_index - 1} that its log does not match
+        (Raft paper section 7, "the follower discards its entire log").
+
+        Durable on return.  Files are removed newest first, each followed by
+        a directory fsync (a crash leaves a contiguous prefix of the old
+        log, which the snapshot then supersedes at start), then an empty
+        file starting at C{next_index} is created and made durable.
+
+        @raise ValueError: C{next_index} is below 1.
+        """
+        self._check_open()
+        if next_index < 1:
+            raise ValueError(f"cannot continue the log at {next_index}")
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+        with self._lock:
+            removed, self._segments, self._bases = self._segments, [], []
+        for segment in reversed(removed):
+            self._fs.remove(segment.path)
+            self._fs.fsync_dir(self._directory)
+        self._roll(next_index)
+        self.sync()
+
     def close(self) -> None:
         """
         Release the open file.  Does not sync: call L{sync} first to keep

@@ -339,6 +339,41 @@ class SegmentLogTestsMixin(LogFixture):
         log.append(records(4, 4, term=2))
         self.assertLog(log, records(4, 4, term=2))
 
+    def test_reset(self) -> None:
+        """
+        Installing a snapshot the log does not match drops every file and
+        continues the log after the snapshot (paper section 7): the empty
+        log starts at the new index, takes appends there and reopens the
+        same.
+        """
+        limit = SEGMENT_HEADER_BYTES + 3 * FRAME
+        log = self.open(segment_bytes_max=limit)
+        log.append(records(1, 8))
+        log.sync()
+        log.reset(51)
+        self.assertEqual(self.segment_files(), [segment_file_name(51)])
+        self.assertEqual((log.first_index, log.last_index, log.term_at(50)), (51, 50, 0))
+        log = self.reopen(log, limit)
+        self.assertEqual((log.first_index, log.last_index), (51, 50))
+        log.append(records(51, 55, term=3))
+        log.sync()
+        self.assertLog(self.reopen(log, limit), records(51, 55, term=3))
+        self.assertRaises(ValueError, log.append, records(57, 57, term=3))
+
+    def test_compacted_log_reopens(self) -> None:
+        """
+        A log whose first file starts above index 1 (compacted, then
+        appended to) opens with that first index and keeps its records.
+        """
+        limit = SEGMENT_HEADER_BYTES + 2 * FRAME
+        log = self.open(segment_bytes_max=limit)
+        log.append(records(1, 9))
+        log.sync()
+        log.truncate_prefix(5)
+        log.append(records(10, 12, term=2))
+        log.sync()
+        self.assertLog(self.reopen(log, limit), records(5, 9) + records(10, 12, term=2))
+
     def test_closed(self) -> None:
         """
         A closed log refuses writes.
@@ -380,6 +415,41 @@ class SegmentLogMemoryTests(SegmentLogTestsMixin, MemoryDisk, SynchronousTestCas
         log.append(records(1, 4))
         self.assertEqual(self.fs.syncs, 1)
         self.assertEqual(len(self.fs.read_bytes(self.path(1))), SEGMENT_HEADER_BYTES + 3 * FRAME)
+
+    def test_reset_crash_leaves_contiguous_log(self) -> None:
+        """
+        A crash at any point of a reset leaves a log that opens: a prefix
+        of the old one (which the snapshot supersedes at start) or the new
+        empty one.
+        """
+        limit = SEGMENT_HEADER_BYTES + 3 * FRAME
+        for crash_after in range(1, 6):
+            self.make_disk()
+            log = self.open(segment_bytes_max=limit)
+            log.append(records(1, 8))
+            log.sync()
+            syncs = [0]
+            fsync_dir = self.fs.fsync_dir
+
+            def counting(path, fsync_dir=fsync_dir, crash_after=crash_after):
+                syncs[0] += 1
+                fsync_dir(path)
+                if syncs[0] == crash_after:
+                    raise OSError("power cut")
+
+            self.fs.fsync_dir = counting
+            try:
+                log.reset(20)
+            except OSError:
+                pass
+            self.fs.crash()
+            del self.fs.fsync_dir
+            reopened = self.open(segment_bytes_max=limit)
+            if reopened.first_index == 20:
+                self.assertEqual(reopened.last_index, 19)
+            else:
+                self.assertEqual(reopened.first_index, 1)
+                self.assertLog(reopened, records(1, reopened.last_index))
 
     def test_term_at_reads_no_file(self) -> None:
         """
