@@ -34,6 +34,10 @@ bug or a newer peer must not crash this one.  Truncation, trailing bytes,
 an unknown kind, over-long varints, bad UTF-8 or values the attrs
 validators refuse raise L{MalformedPacket}; an unknown version raises
 L{UnsupportedVersion}.  A new body or update kind means a new L{VERSION}.
+
+A full state (L{encode_records}, for a push-pull exchange over the RPC
+connection) is the version byte, a varint count, then that many updates
+as above.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ __all__ = [
     "encode_update",
     "update_size",
     "packet_size",
+    "encode_records",
+    "decode_records",
 ]
 
 #: First byte of every packet.
@@ -244,6 +250,42 @@ _BODIES: Dict[int, Callable[[_Reader], Body]] = {
 }
 
 
+def encode_records(records: List[Update]) -> bytes:
+    """A full state (L{stalwart.cluster.swim.members.Membership.full_state}) as bytes."""
+    return bytes([VERSION]) + _varint(len(records)) + b"".join(encode_update(r) for r in records)
+
+
+def decode_records(data: bytes, records_max: int = 100000) -> List[Update]:
+    """
+    The records of an L{encode_records} encoding (at most C{records_max}).
+
+    @raise CodecError: as L{decode}.
+    """
+    r = _Reader(bytes(data))
+    version = r.byte()
+    if version != VERSION:
+        raise UnsupportedVersion(f"records version {version}")
+    try:
+        count = r.varint()
+        if count > records_max:
+            raise MalformedPacket("too many records")
+        records = [_read_update(r) for _ in range(count)]
+        if r.at != len(r.data):
+            raise MalformedPacket("trailing bytes")
+        return records
+    except (ValueError, TypeError) as e:
+        if isinstance(e, CodecError):
+            raise
+        raise MalformedPacket(str(e)) from None
+
+
+def _read_update(r: _Reader) -> Update:
+    kind = r.byte()
+    if kind not in _UPDATES:
+        raise MalformedPacket(f"unknown update kind {kind}")
+    return _UPDATES[kind](r)
+
+
 def decode(data: bytes) -> Packet:
     """
     The packet in C{data}.
@@ -263,10 +305,7 @@ def decode(data: bytes) -> Packet:
         body = _BODIES[body_kind](r)
         updates: List[Update] = []
         for _ in range(r.byte()):
-            kind = r.byte()
-            if kind not in _UPDATES:
-                raise MalformedPacket(f"unknown update kind {kind}")
-            updates.append(_UPDATES[kind](r))
+            updates.append(_read_update(r))
         if r.at != len(r.data):
             raise MalformedPacket("trailing bytes")
         return Packet(sender=sender, body=body, updates=tuple(updates))

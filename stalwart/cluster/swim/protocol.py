@@ -26,7 +26,7 @@ from stalwart.logs import observer
 
 from stalwart.cluster.swim import codec
 from stalwart.cluster.swim.members import Membership
-from stalwart.cluster.swim.messages import Effect, MemberEvent, Send
+from stalwart.cluster.swim.messages import Effect, MemberEvent, Send, Update
 from stalwart.cluster.swim.seal import Rejected, Seal
 
 __all__ = ["SwimProtocol"]
@@ -74,6 +74,16 @@ class SwimProtocol(DatagramProtocol):
             return
         self.counters["received"] += 1
         self._perform(self.membership.receive(now, (addr[0], addr[1]), packet))
+        self._schedule()
+
+    def merge_full_state(self, records: List[Update]) -> None:
+        """Merge another node's full state (see L{Membership.merge_full_state}) and carry out the effects."""
+        self._perform(self.membership.merge_full_state(self._clock.seconds(), records))
+        self._schedule()
+
+    def update_local(self, **changes: Any) -> None:
+        """Change this node's own record (see L{Membership.update_local})."""
+        self.membership.update_local(**changes)
         self._schedule()
 
     def leave(self) -> None:

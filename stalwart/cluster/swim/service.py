@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from stalwart.logs import observer
 
+from stalwart.cluster.swim import codec
 from stalwart.cluster.swim.config import SwimConfig, parse_seed
 from stalwart.cluster.swim.members import Membership
 from stalwart.cluster.swim.messages import MemberEvent, MemberInfo
@@ -88,6 +89,28 @@ class GossipService(Service):
         """The UDP address listened on."""
         host = self._port.getHost()
         return host.host, host.port
+
+    def update_local(self, **changes: Any) -> None:
+        """
+        Announce a change of this node's C{term}, C{last_index},
+        C{jmap_url}, C{rpc_address} or C{read_replica} (see
+        L{Membership.update_local}).
+        """
+        assert self.protocol is not None, "the gossip service is not started"
+        self.protocol.update_local(**changes)
+
+    def full_state(self) -> bytes:
+        """Every record this node holds, encoded (L{codec.encode_records}), for a push-pull exchange."""
+        return codec.encode_records(self.membership.full_state())
+
+    def merge_full_state(self, data: bytes) -> None:
+        """
+        Merge a peer's L{full_state}.
+
+        @raise codec.CodecError: if C{data} is not a full state.
+        """
+        assert self.protocol is not None, "the gossip service is not started"
+        self.protocol.merge_full_state(codec.decode_records(data))
 
     def startService(self) -> None:
         super().startService()

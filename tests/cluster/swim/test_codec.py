@@ -66,6 +66,15 @@ class CodecTests(SynchronousTestCase):
                 except codec.CodecError:
                     pass
 
+    def test_records(self) -> None:
+        """A full state round-trips; a truncated or oversized one is malformed."""
+        data = codec.encode_records(list(UPDATES))
+        self.assertEqual(codec.decode_records(data), list(UPDATES))
+        self.assertEqual(codec.decode_records(codec.encode_records([])), [])
+        self.assertRaises(codec.MalformedPacket, codec.decode_records, data[:-1])
+        self.assertRaises(codec.MalformedPacket, codec.decode_records, data, records_max=3)
+        self.assertRaises(codec.UnsupportedVersion, codec.decode_records, b"\x07\x00")
+
     def test_member_info_limits(self) -> None:
         """MemberInfo refuses empty or over-long ids, hosts and URLs, and ports out of range."""
         self.assertRaises(ValueError, MemberInfo, "", ("h", 1), "")

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from stalwart.cluster.swim.config import SwimConfig
 from stalwart.cluster.swim.members import ALIVE, LEFT
-from stalwart.cluster.swim.messages import MemberEvent, MemberInfo, MemberJoined, MemberLeft
+from stalwart.cluster.swim.messages import MemberEvent, MemberInfo, MemberJoined, MemberLeft, MemberUpdated
 from stalwart.cluster.swim.service import GossipService
 
 
@@ -88,7 +88,8 @@ class GossipServiceTests(TestCase):
         """
         B knows only A's address: both report each other joined (B learns
         A's node id from its answer), with the advertised address and
-        jmap-url; when B stops, A reports it left.
+        jmap-url; B's term change reaches A; A's full state teaches C both;
+        when B stops, A reports it left.
         """
         a = self.start("node-a", "secret", [])
         b = self.start("node-b", "secret", ["127.0.0.1:%d" % a.address[1]])
@@ -97,6 +98,12 @@ class GossipServiceTests(TestCase):
         self.assertEqual(joined_a.info.rpc_address, a.address)
         self.assertEqual(joined_b.info.jmap_url, "https://node-b.example/")
         self.assertEqual(a.service.membership.status("node-b"), ALIVE)
+        b.service.update_local(term=4)
+        yield a.when(lambda e: isinstance(e, MemberUpdated) and e.info.term == 4)
+        c = self.start("node-c", "secret", [])
+        c.service.merge_full_state(a.service.full_state())
+        self.assertEqual(sorted(e.info.node_id for e in c.events if isinstance(e, MemberJoined)),
+                         ["node-a", "node-b"])
         yield b.service.stopService()
         yield a.when(lambda e: isinstance(e, MemberLeft) and e.node_id == "node-b")
         self.assertEqual(a.service.membership.status("node-b"), LEFT)
@@ -115,5 +122,6 @@ class GossipServiceTests(TestCase):
                                       fireOnOneCallback=True)
         yield rejected
         self.assertIsNone(a.service.membership.status("node-c"))
+        self.assertEqual(a.service.membership.full_state()[0].info.node_id, "node-a")
         self.assertEqual(a.counters["received"], 0)
         self.assertEqual(c.service.membership.status("node-a"), None)
