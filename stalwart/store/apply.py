@@ -68,6 +68,9 @@ class StateMachine:
             self._conn.executescript(schema)
         self._collector = collect_states(self._conn)
         self._changed: Dict[int, Dict[str, Dict[str, int]]] = {}
+        self._read_position()
+
+    def _read_position(self) -> None:
         (self.last_applied,) = self._conn.execute(
             "SELECT value FROM meta WHERE key = 'last_applied'"
         ).fetchone()
@@ -81,6 +84,29 @@ class StateMachine:
         #: node; None until one is applied.
         cluster_id = raft_state.get("cluster_id")
         self.cluster_id = cluster_id.decode() if cluster_id is not None else None
+
+    def backup_to(self, target: sqlite3.Connection) -> None:
+        """
+        Copy the whole state as of C{last_applied} into C{target} (SQLite's
+        online backup API: consistent, readers unaffected).  For
+        L{stalwart.store.snapshot}; runs on the apply thread, between batches.
+        """
+        self._conn.backup(target)
+
+    def load_snapshot(self, db_path: str) -> None:
+        """
+        Replace the whole state with the database at C{db_path} (a
+        snapshot's), in one transaction through the backup API, so that
+        other connections see the old state or the new one; then read
+        C{last_applied} and the Raft state again.  Runs on the apply thread.
+        """
+        source = sqlite3.connect(db_path)
+        try:
+            source.backup(self._conn)
+        finally:
+            source.close()
+        self._changed = {}
+        self._read_position()
 
     def apply(self, entries: Sequence[Entry]) -> List[Any]:
         """Apply C{entries} (consecutive, starting at last_applied + 1); runs off the reactor."""
