@@ -16,6 +16,23 @@ Order for each Ready (etcd-io/raft's contract, with pipelining):
      disk);
   4. C{advance()}.
 
+Snapshots (Raft paper section 7), when the driver has a snapshot store:
+
+  - C{take_snapshot}: a snapshot job joins the apply queue after the
+    entries handed so far, so it runs on the apply thread between two
+    batches; the core hears of it (L{RaftCore.snapshot_taken}), and the
+    segment files before the point it names are deleted on the log thread.
+  - C{chunks}: each is read (at most C{chunk_bytes}) on the read worker,
+    never on the reactor, and sent as an L{InstallSnapshot}.
+  - C{received} and C{restore} are written in step 2 with the entries:
+    chunks go to the incoming file; the last one is checked and made
+    durable, then the log is reset after the snapshot if the core says so.
+    Only then do the answers leave (step 3).  A damaged transfer stops the
+    write path like any storage failure, before anything was changed: on
+    restart the leader sends the snapshot again.
+  - Then, before any later committed entry, the state machine is replaced
+    by the snapshot on the apply thread.
+
 Readies are taken from the core as soon as it has them, so the core keeps
 working while writes are queued.  A failed write or fsync stops the write
 path for good (after fsyncgate, a failed fsync cannot be retried safely):
@@ -24,16 +41,24 @@ every waiting and later proposal fails with L{StorageFailed}.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from stalwart.logs import observer
 
 from stalwart.cluster.raft.core import LEADER, NotLeader, RaftCore
-from stalwart.cluster.raft.messages import Entry, Ready, encode_entry_payload
+from stalwart.cluster.raft.messages import (
+    Entry,
+    InstallSnapshot,
+    Ready,
+    SnapshotChunkRequest,
+    SnapshotMeta,
+    encode_entry_payload,
+)
 from stalwart.cluster.raft.segments.format import Record
 from stalwart.cluster.raft.writer import LogWriter
 
@@ -67,6 +92,9 @@ class RaftDriver:
         send: Optional[Callable] = None,
         tick_seconds: float = 0.1,
         call_from_thread: Optional[Callable[..., None]] = None,
+        snapshots=None,
+        read_worker: Optional[Callable[..., Deferred]] = None,
+        chunk_bytes: int = 1024 * 1024,
     ) -> None:
         """
         @param log_worker: C{log_worker(f, *args)} runs C{f} on the log
@@ -77,6 +105,13 @@ class RaftDriver:
         @param call_from_thread: schedules a call on the reactor thread
             (C{reactor.callFromThread}); by default a direct call, for
             synchronous workers.
+        @param snapshots: a L{stalwart.store.snapshot.SnapshotStore} (take,
+            meta, read_chunk, write_chunk, finish_incoming, restore); None
+            (the default) takes no snapshots and cannot install one.
+        @param read_worker: runs snapshot chunk reads off the reactor; by
+            default the log worker.
+        @param chunk_bytes: largest InstallSnapshot chunk; 1 MiB keeps each
+            read short and each message well within the RPC limits.
         """
         self.core = core
         self._segments = segment_log
@@ -101,6 +136,10 @@ class RaftDriver:
         self.applied = core.log.applying
         self._appliedWaiters: List[Tuple[int, Deferred]] = []
         self._listeners: List[Callable] = []
+        self._restore_listeners: List[Callable] = []
+        self._snapshots = snapshots
+        self._read_worker = read_worker or log_worker
+        self._chunk_bytes = chunk_bytes
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -197,6 +236,14 @@ class RaftDriver:
         """Call C{listener(entry, result)} for every applied entry, in log order."""
         self._listeners.append(listener)
 
+    def on_restored(self, listener: Callable[[SnapshotMeta], None]) -> None:
+        """
+        Call C{listener(meta)} after the state machine was replaced by a
+        snapshot from the leader: whatever was derived from the applied
+        entries one by one (push states, caches) must be read again.
+        """
+        self._restore_listeners.append(listener)
+
     @property
     def is_leader(self) -> bool:
         return self.core.role == LEADER and self._failure is None
@@ -228,7 +275,12 @@ class RaftDriver:
             ready = self.core.ready()
             if ready.committed:
                 self._enqueue_apply(ready.committed)
-            if ready.hard_state is None and not ready.entries and not (ready.messages and self._writes_queued):
+            if ready.take_snapshot:
+                self._take_snapshot()
+            if (
+                ready.hard_state is None and not ready.entries and not ready.received
+                and ready.restore is None and not ((ready.messages or ready.chunks) and self._writes_queued)
+            ):
                 self._finish(ready)
                 continue
             # Messages wait for every earlier write: an acknowledgement
@@ -243,6 +295,15 @@ class RaftDriver:
         for ready in readies:
             if ready.hard_state is not None:
                 self._hard_state_file.save(ready.hard_state)
+            if (ready.received or ready.restore) and self._snapshots is None:
+                raise RuntimeError("the leader sent a snapshot but this node has no snapshot store")
+            for chunk in ready.received:
+                self._snapshots.write_chunk(chunk.offset, chunk.data)
+            if ready.restore is not None:
+                # The file first: once it is durable, a restart restores it.
+                self._snapshots.finish_incoming(ready.restore.meta)
+                if ready.restore.discard_log:
+                    self._segments.reset(ready.restore.meta.index + 1)
             entries = ready.entries
             if entries:
                 first = entries[0].index
@@ -264,6 +325,10 @@ class RaftDriver:
         if self._send is not None:
             for message in ready.messages:
                 self._send(message)
+            for request in ready.chunks:
+                self._send_chunk(request)
+        if ready.restore is not None:
+            self._enqueue_apply(lambda meta=ready.restore.meta: self._restore(meta))
         self.core.advance(ready)
 
     def _storage_failed(self, failure) -> None:
@@ -285,8 +350,9 @@ class RaftDriver:
 
     # -- applying ----------------------------------------------------------
 
-    def _enqueue_apply(self, entries: Tuple[Entry, ...]) -> None:
-        self._apply_queue.append(entries)
+    def _enqueue_apply(self, work: Union[Tuple[Entry, ...], Callable[[], Deferred]]) -> None:
+        """Queue entries to apply, or a job (snapshot, restore) to run between batches."""
+        self._apply_queue.append(work)
         if self._applying is None:
             self._apply_next()
 
@@ -295,9 +361,15 @@ class RaftDriver:
             self._applying = None
             self._check_idle()
             return
-        # Everything queued goes into one state machine transaction.
-        batch = tuple(e for entries in self._apply_queue for e in entries)
-        self._apply_queue = []
+        if callable(self._apply_queue[0]):
+            job = self._apply_queue.pop(0)
+            self._applying = job()
+            self._applying.addCallbacks(lambda _: self._apply_next(), self._apply_failed)
+            return
+        # Every batch queued up to the next job goes into one transaction.
+        count = next((i for i, w in enumerate(self._apply_queue) if callable(w)), len(self._apply_queue))
+        batch = tuple(e for entries in self._apply_queue[:count] for e in entries)
+        del self._apply_queue[:count]
         self._applying = self._apply_worker(self._state_machine.apply, batch)
         self._applying.addCallbacks(
             lambda results: self._applied(batch, results), self._apply_failed
@@ -326,3 +398,70 @@ class RaftDriver:
         # means the database is unusable (disk full, I/O error).
         self._applying = None
         self._fail(failure)
+
+    # -- snapshots -----------------------------------------------------------
+
+    def _take_snapshot(self) -> None:
+        if self._snapshots is None:
+            self.core.snapshot_failed()  # nowhere to keep one
+            return
+
+        def job() -> Deferred:
+            d = self._apply_worker(self._snapshots.take, self._state_machine)
+            return d.addCallbacks(self._snapshot_taken, self._snapshot_failed)
+
+        self._enqueue_apply(job)
+
+    def _snapshot_taken(self, meta: SnapshotMeta) -> None:
+        keep_from = self.core.snapshot_taken(meta)
+        self.log.info("raft snapshot at {index}, log kept from {keep}", index=meta.index, keep=keep_from)
+        self._log_worker(self._segments.truncate_prefix, keep_from).addErrback(self._fail)
+
+    def _snapshot_failed(self, failure) -> None:
+        # The state is intact: the core asks again after another interval.
+        self.log.failure("raft snapshot failed", failure)
+        self.core.snapshot_failed()
+
+    def _send_chunk(self, request: SnapshotChunkRequest) -> None:
+        def read():
+            meta = self._snapshots.meta(request.index)
+            data, total = self._snapshots.read_chunk(request.index, request.offset, self._chunk_bytes)
+            return meta, data, total
+
+        def send(result) -> None:
+            meta, data, total = result
+            self._send(InstallSnapshot(
+                term=request.term, sender=self.core.id, recipient=request.peer, index=meta.index,
+                snapshot_term=meta.term, configuration=meta.configuration, offset=request.offset,
+                data=data, done=request.offset + len(data) >= total,
+            ))
+
+        def unavailable(failure) -> None:
+            self.log.info("raft snapshot {index} for {peer} unavailable: {error}",
+                          index=request.index, peer=request.peer, error=failure.value)
+            self.core.snapshot_unavailable(request.peer, request.index)
+            self._pump_soon()
+
+        if self._snapshots is None:
+            unavailable(Failure(FileNotFoundError("no snapshot store")))
+            return
+        self._read_worker(read).addCallbacks(send, unavailable)
+
+    def _restore(self, meta: SnapshotMeta) -> Deferred:
+        """Runs in the apply queue: replace the state machine with snapshot C{meta}."""
+        d = self._apply_worker(self._snapshots.restore, self._state_machine, meta.index)
+
+        def restored(_) -> None:
+            self.log.info("raft state restored from snapshot {index}", index=meta.index)
+            self.applied = meta.index
+            for index in sorted(i for i in self._waiting if i <= meta.index):
+                _, waiter = self._waiting.pop(index)
+                waiter.errback(ProposalDropped(f"entry {index} is in a snapshot from the leader; outcome unknown"))
+            ready = [(i, w) for i, w in self._appliedWaiters if i <= self.applied]
+            self._appliedWaiters = [(i, w) for i, w in self._appliedWaiters if i > self.applied]
+            for _, waiter in ready:
+                waiter.callback(self.applied)
+            for listener in self._restore_listeners:
+                listener(meta)
+
+        return d.addCallback(restored)
