@@ -53,7 +53,7 @@ _BOX_OVERHEAD_BYTES = 256
 _CHUNK_OVERHEAD_BYTES = 32
 
 
-def box_bytes(value_bytes: int) -> int:
+def _box_bytes(value_bytes: int) -> int:
     """An upper bound of the bytes of a box carrying one chunked value of C{value_bytes}."""
     return value_bytes + _BOX_OVERHEAD_BYTES + _CHUNK_OVERHEAD_BYTES * (value_bytes // CHUNK_BYTES + 1)
 
@@ -85,10 +85,12 @@ class RPCService(Service):
         is dropped; C{queue_bytes_max}: the same, in encoded bytes.
     @param inflight_max: messages sent to a peer and not yet acknowledged.
     @param exchange: answers a peer's C{Exchange} document with this node's
-        (bytes or a Deferred of them); None answers L{Unavailable}.
+        (bytes or a Deferred of them); None answers
+        L{stalwart.cluster.rpc.commands.Unavailable}.
     @param forward: proposes a peer's forwarded write; a Deferred of its
-        C{(term, index)} once applied here, or failing with L{NotLeader} or
-        L{Unavailable}; None answers L{Unavailable}.
+        C{(term, index)} once applied here, or failing with
+        L{stalwart.cluster.rpc.commands.NotLeader} or C{Unavailable}; None
+        answers C{Unavailable}.
     @param forward_timeout_ms: deadline of a L{forward} call: commit and
         apply of a large entry take much longer than rpc-timeout, the
         deadline of every other call.
@@ -98,7 +100,8 @@ class RPCService(Service):
         per address; each is a TLS connection, and a follower's forwards
         beyond it wait.
     @param call_queue_max: calls waiting per address beyond those in
-        flight; more fail at once with L{Overloaded} rather than pile up.
+        flight; more fail at once with
+        L{stalwart.cluster.rpc.calls.Overloaded} rather than pile up.
     @param call_queue_bytes_max: argument bytes waiting per address.
     @param call_idle_ms: a call connection unused this long is closed;
         exchanges come every second or so, to one member in N.
@@ -133,7 +136,7 @@ class RPCService(Service):
             exchange_bytes_max=exchange_bytes_max, binding=tls.server_binding, **common)))
         self._client_factory = _Factory(lambda: self._track(ClientProtocol(binding=tls.client_binding, **common)))
         self._call_factory = _Factory(lambda: self._track(ClientProtocol(
-            binding=tls.client_binding, answer_bytes_max=box_bytes(exchange_bytes_max), **common)))
+            binding=tls.client_binding, answer_bytes_max=_box_bytes(exchange_bytes_max), **common)))
         self._message_bytes_max = message_bytes_max
         self._exchange_bytes_max = exchange_bytes_max
         self._forward_timeout_seconds = forward_timeout_ms / 1000
@@ -209,7 +212,8 @@ class RPCService(Service):
     def exchange(self, address: Address, data: bytes) -> Deferred:
         """
         Send this node's membership document C{data} to C{address}; fires
-        with the peer's, or fails with L{Unavailable} (from the peer) or a
+        with the peer's, or fails with
+        L{stalwart.cluster.rpc.commands.Unavailable} (from the peer) or a
         L{stalwart.cluster.rpc.calls.CallFailed}, within rpc-timeout.
         C{data} over C{exchange_bytes_max} fails with C{ValueError}.
         """
@@ -223,13 +227,13 @@ class RPCService(Service):
         """
         Forward a write to the leader at C{address}; fires with the
         C{(term, index)} of its entry once the leader applied it, or fails
-        with L{NotLeader}, L{Unavailable} or a
-        L{stalwart.cluster.rpc.calls.CallFailed} (L{CallTimedOut} after
+        with L{stalwart.cluster.rpc.commands.NotLeader}, C{Unavailable} or
+        a L{stalwart.cluster.rpc.calls.CallFailed} (C{CallTimedOut} after
         C{forward_timeout_ms}).  A payload too large for a box of
         C{message_bytes_max} fails with C{ValueError}.
         """
         assert isinstance(payload, bytes), type(payload)
-        if box_bytes(len(payload)) > self._message_bytes_max:
+        if _box_bytes(len(payload)) > self._message_bytes_max:
             return fail(ValueError(f"forward payload of {len(payload)} bytes over message_bytes_max"))
         d = self._call(address, Forward, {"payload": payload}, len(payload), self._forward_timeout_seconds)
         return d.addCallback(lambda answer: (answer["term"], answer["index"]))
