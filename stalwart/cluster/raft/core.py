@@ -46,8 +46,7 @@ import random
 import sys
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-import attrs
-
+from stalwart.cluster.raft.config import RaftConfig
 from stalwart.cluster.raft.hardstate import HardState
 from stalwart.cluster.raft.log import RaftLog
 from stalwart.cluster.raft.messages import (
@@ -62,9 +61,6 @@ from stalwart.cluster.raft.messages import (
     InstallSnapshotResponse,
     Message,
     Ready,
-    RestoreSnapshot,
-    SnapshotChunkRequest,
-    SnapshotMeta,
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
@@ -73,88 +69,14 @@ from stalwart.cluster.raft.messages import (
 )
 from stalwart.cluster.raft.progress import PROBE, REPLICATE, SNAPSHOT, PeerProgress, Progress
 from stalwart.cluster.raft.quorum import quorum_index, vote_result
+from stalwart.cluster.raft.roles import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE
+from stalwart.cluster.raft.snapshotting import Snapshotting
 
 __all__ = [
     "RaftConfig", "RaftCore", "NotLeader", "ConfigChangeRefused",
     "FOLLOWER", "PRE_CANDIDATE", "CANDIDATE", "LEADER",
 ]
 
-FOLLOWER = "follower"
-PRE_CANDIDATE = "pre-candidate"
-CANDIDATE = "candidate"
-LEADER = "leader"
-
-
-@attrs.frozen
-class RaftConfig:
-    election_ticks: int = attrs.field(default=10, validator=attrs.validators.ge(2))
-    """Ticks without hearing from a leader before campaigning; the actual
-    timeout is drawn uniformly from [election_ticks, 2 * election_ticks) so
-    that candidates rarely collide (Raft 5.2).  With 100 ms ticks the default
-    is the issue's 1000 ms.  Also the leader's check-quorum period and the
-    length of a follower's lease."""
-
-    heartbeat_ticks: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    """Ticks between leader heartbeats; must be well below election_ticks."""
-
-    append_batch_bytes_max: int = attrs.field(
-        default=10 * 1024 * 1024, validator=attrs.validators.ge(1)
-    )
-    """Largest AppendEntries payload; bigger batches amortise round trips,
-    smaller ones bound a follower's memory per message."""
-
-    inflight_appends_max: int = attrs.field(default=64, validator=attrs.validators.ge(1))
-    """Unanswered AppendEntries per follower in replicate state.  With the
-    batch limit this bounds the bytes queued for a slow follower
-    (64 x 10 MiB at worst, far less in practice since a batch only holds
-    what was proposed since the last one); more hides more latency."""
-
-    pre_vote: bool = True
-    """Ask for pre-votes before a real election (thesis 9.6), so a node cut
-    off from the cluster does not raise the term and depose a healthy
-    leader when it comes back."""
-
-    check_quorum: bool = True
-    """A leader that has not heard from a majority within election_ticks
-    steps down, and followers that heard from a leader within election_ticks
-    ignore candidates (thesis 6.2, 4.2.3): a minority leader stops taking
-    writes and serving reads within one election timeout."""
-
-    promote_lag_entries_max: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
-    """A learner is promoted to voter only when its log is at most this many
-    entries behind the leader's (thesis 4.2.1): a voter that lags far would
-    leave the cluster unavailable while it catches up.  1000 entries are a
-    fraction of a second of replication."""
-
-    snapshot_entries: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    """Ask for a snapshot of the state machine once this many entries were
-    applied since the last one (paper section 7); 0 never asks for one by
-    count.  Snapshots bound the log on disk and in memory and let a new
-    member catch up without replaying history, but each one copies the
-    whole state.  0 by default because only a driver given a snapshot
-    store can take them; 10,000 suits a mail server (a snapshot every few
-    minutes under load)."""
-
-    snapshot_bytes: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    """Also ask for one once the entries applied since the last one hold
-    this many bytes; 0 has no byte trigger.  Entries carry whole messages,
-    so counting bytes bounds memory and disk where counting entries
-    cannot; 64 MiB is a sensible value."""
-
-    snapshot_trailing_entries: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
-    """Entries kept before the newest snapshot, on disk and in memory, so
-    that a follower lagging by fewer gets entries rather than the whole
-    snapshot.  Larger windows cost memory; 1000 entries cover a follower
-    that missed a second or two."""
-
-    @property
-    def snapshots(self) -> bool:
-        """Whether the compaction policy ever asks for a snapshot."""
-        return bool(self.snapshot_entries or self.snapshot_bytes)
-
-    def __attrs_post_init__(self) -> None:
-        if self.heartbeat_ticks >= self.election_ticks:
-            raise ValueError("heartbeat_ticks must be below election_ticks")
 
 
 class NotLeader(Exception):
@@ -176,7 +98,7 @@ class ConfigChangeRefused(Exception):
         self.reason = reason
 
 
-class RaftCore:
+class RaftCore(Snapshotting):
     def __init__(
         self,
         config: RaftConfig,
@@ -233,23 +155,7 @@ class RaftCore:
         self._configs.extend(
             (e.index, decode_configuration(e.data)) for e in tail if e.kind == ENTRY_CONFIG
         )
-        # -- snapshots --
-        #: Counting for the compaction policy starts after this index.
-        self._snapshot_from = log.applying
-        self._applied_bytes = 0
-        self._snapshot_asked = False
-        #: Follower: the transfer in progress, (leader, index, term, next offset).
-        self._incoming: Optional[Tuple[str, int, int, int]] = None
-        self._received: List[InstallSnapshot] = []
-        self._restore: Optional[RestoreSnapshot] = None
-        self._chunks: List[SnapshotChunkRequest] = []
-        #: Readies with entries handed out and not yet advanced; the
-        #: first C{_void_writes} of them were discarded by a restore.
-        self._writes_handed = 0
-        self._void_writes = 0
-        #: A restore is pending until its Ready is advanced: entries after
-        #: the snapshot are not applied before the state machine has it.
-        self._restoring = False
+        self._init_snapshots(log)
 
     # -- configuration -----------------------------------------------------
 
@@ -462,42 +368,6 @@ class RaftCore:
                 self._progress[self.id].match = self.log.stable_last
                 self._maybe_commit()
 
-    # -- snapshots: the driver's reports ------------------------------------
-
-    def snapshot_taken(self, meta: SnapshotMeta) -> int:
-        """
-        The driver took the snapshot C{Ready.take_snapshot} asked for (or
-        any other) of the state machine at C{meta.index}, and it is durable.
-        Memory before the trailing window is released.
-
-        @return: the first index the log must keep: segment files wholly
-            before it may be deleted (paper section 7).
-        """
-        assert meta.index <= self.log.applying, (meta.index, self.log.applying)
-        self._snapshot_asked = False
-        if meta.index >= self._snapshot_from:
-            self._snapshot_from = meta.index
-            self._applied_bytes = 0
-        keep_from = self._keep_from_snapshot(meta.index)
-        self.log.snapshot_taken(meta.index, meta.term, keep_from)
-        return keep_from
-
-    def snapshot_failed(self) -> None:
-        """Taking the asked-for snapshot failed: ask again after another interval."""
-        self._snapshot_asked = False
-        self._snapshot_from = self.log.applying
-        self._applied_bytes = 0
-
-    def snapshot_unavailable(self, peer: str, index: int) -> None:
-        """
-        The driver cannot read snapshot C{index} any more (a newer one
-        replaced it): start again with the newest.
-        """
-        progress = self._progress.get(peer) if self.role == LEADER else None
-        if progress is not None and progress.state == SNAPSHOT and progress.pending_snapshot == index:
-            progress.become_probe()
-            self._send_more(peer)
-
     def progress(self) -> Dict[str, PeerProgress]:
         """
         The leader's view of every other member (empty on a non-leader):
@@ -666,68 +536,6 @@ class RaftCore:
         self.log.commit_to(min(message.commit, last_new))
         reply(success=True, match_index=last_new)
 
-    def _on_install_snapshot(self, message: InstallSnapshot) -> None:
-        """
-        One chunk of the leader's snapshot (paper section 7, figure 13).
-        Chunks are taken in order only; a duplicate or out-of-order one is
-        answered with the offset wanted.  A snapshot the log already
-        covers (its index is committed here) is refused as done: the
-        leader continues with entries.  On the last chunk the log and
-        configuration become the snapshot's at once; the driver makes the
-        file durable before the answer leaves and restores the state
-        machine before applying anything after it.
-        """
-        if self.role != FOLLOWER or self.leader != message.sender:
-            self._become_follower(self.term, message.sender)
-        self._elapsed = 0
-        self.leader_commit = max(self.leader_commit, message.index)
-
-        def reply(**kw) -> None:
-            self._send(
-                InstallSnapshotResponse(
-                    term=self.term, sender=self.id, recipient=message.sender, index=message.index, **kw
-                )
-            )
-
-        if message.index <= self.log.committed:
-            self._incoming = None
-            reply(done=True, match_index=self.log.committed)
-            return
-        key = (message.sender, message.index, message.snapshot_term)
-        incoming = self._incoming
-        if incoming is None or incoming[:3] != key:
-            if message.offset != 0:
-                reply(offset=0)
-                return
-            incoming = key + (0,)
-        if message.offset != incoming[3]:
-            reply(offset=incoming[3])
-            return
-        self._received.append(message)
-        if not message.done:
-            self._incoming = key + (message.offset + len(message.data),)
-            reply(offset=self._incoming[3])
-            return
-        self._incoming = None
-        self._install(message.meta)
-        reply(done=True, match_index=message.index)
-
-    def _install(self, meta: SnapshotMeta) -> None:
-        """The last chunk arrived: the log and configuration become the snapshot's."""
-        handed_unstable = self._writes_handed
-        discard = self.log.restore(meta.index, meta.term)
-        if discard:
-            self._void_writes = handed_unstable
-        tail = self.log.entries(meta.index + 1, self.log.last_index, sys.maxsize) or []
-        self._configs = [(meta.index, meta.decoded_configuration())]
-        self._configs.extend(
-            (e.index, decode_configuration(e.data)) for e in tail if e.kind == ENTRY_CONFIG
-        )
-        self._snapshot_from = meta.index
-        self._applied_bytes = 0
-        self._restore = RestoreSnapshot(meta=meta, discard_log=discard)
-        self._restoring = True
-
     def _conflict_hint(self, prev: int, prev_term: int) -> int:
         """
         Fast back-off (Raft 5.3, end): skip every entry of our conflicting
@@ -839,52 +647,6 @@ class RaftCore:
         self._send_entries(peer, prev, tuple(entries))
         progress.sent(entries[-1].index if entries else prev)
         return bool(entries)
-
-    def _start_snapshot(self, peer: str) -> bool:
-        """
-        Send the newest snapshot to C{peer} (paper section 7) if that lets
-        it continue with entries the log still has; returns whether it did.
-        """
-        index = self.log.snapshot_index
-        if index == 0 or self.log.entries(index + 1, index + 1, 1) is None:
-            return False
-        progress = self._progress[peer]
-        progress.become_snapshot(index)
-        self._request_chunk(peer)
-        return True
-
-    def _request_chunk(self, peer: str) -> None:
-        progress = self._progress[peer]
-        progress.snapshot_silent = 0
-        self._chunks.append(
-            SnapshotChunkRequest(
-                peer=peer, term=self.term, index=progress.pending_snapshot,
-                offset=progress.snapshot_offset,
-            )
-        )
-
-    def _on_snapshot_response(self, message: InstallSnapshotResponse) -> None:
-        if self.role != LEADER or message.sender not in self._progress:
-            return
-        peer = message.sender
-        progress = self._progress[peer]
-        progress.recent_active = True
-        if message.done:
-            if progress.state == SNAPSHOT:
-                news = progress.snapshot_done(message.match_index)
-            else:
-                news = progress.acknowledged(message.match_index)
-            if news:
-                self._maybe_commit()
-            if self.role == LEADER and peer in self._progress:
-                self._send_more(peer)
-            return
-        if progress.state != SNAPSHOT or message.index != progress.pending_snapshot:
-            return
-        progress.snapshot_silent = 0
-        if message.offset != progress.snapshot_offset:
-            progress.snapshot_offset = message.offset
-            self._request_chunk(peer)
 
     def _send_entries(self, peer: str, prev: int, entries: Tuple[Entry, ...]) -> None:
         if not self.log.has_term(prev):
@@ -1001,20 +763,6 @@ class RaftCore:
             raise NotLeader(self.leader)
         if self._transferee is not None:
             raise NotLeader(None)  # handing over: the client retries shortly
-
-    def _keep_from_snapshot(self, index: int) -> int:
-        return max(1, index + 1 - self.config.snapshot_trailing_entries)
-
-    def _snapshot_due(self) -> bool:
-        config = self.config
-        if self._snapshot_asked or not config.snapshots:
-            return False
-        if self.log.applying <= self._snapshot_from:
-            return False
-        return bool(
-            (config.snapshot_entries and self.log.applying - self._snapshot_from >= config.snapshot_entries)
-            or (config.snapshot_bytes and self._applied_bytes >= config.snapshot_bytes)
-        )
 
     def _keep_from(self) -> int:
         """

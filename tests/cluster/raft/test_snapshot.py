@@ -555,3 +555,22 @@ class LeaderSnapshotProgressTests(SynchronousTestCase):
         leader.snapshot_unavailable("b", first.index)
         again = leader.ready().chunks
         self.assertEqual([(c.index, c.offset) for c in again], [(leader.log.snapshot_index, 0)])
+
+
+class PurityTests(SynchronousTestCase):
+    def test_split_modules_are_pure(self) -> None:
+        """
+        The modules split out of the core (snapshot logic, configuration,
+        roles) import no reactor, clock, thread, file or database, like the
+        core itself (STYLE.md section 1).
+        """
+        import os
+
+        import stalwart
+        from tests.test_layering import FORBIDDEN, imported_names
+
+        root = os.path.dirname(stalwart.__file__)
+        for module in ("cluster/raft/snapshotting.py", "cluster/raft/config.py", "cluster/raft/roles.py"):
+            for name in imported_names(os.path.join(root, module)):
+                bad = name == "open()" or any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+                self.assertFalse(bad, f"{module} uses {name}")
