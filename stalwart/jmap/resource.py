@@ -78,17 +78,22 @@ class _InFlight:
             del self._counts[account]
 
 
-def _route(node, request, write: bool) -> bool:
+@inlineCallbacks
+def _route(node, request, write: bool):
     """
-    Decide where C{request} is served (L{stalwart.jmap.routing}); C{True}
-    to serve it here.  Otherwise it is answered: a redirect to the leader
-    with an empty body, or 503 with Retry-After when no leader is known.
+    Decide where C{request} is served (L{stalwart.jmap.routing}); fires
+    with C{True} to serve it here.  Otherwise it is answered: a redirect to
+    the leader with an empty body, or 503 with Retry-After when no leader
+    is known.  A read on a follower first waits briefly for this node to
+    catch up with the leader's log.
     """
     is_leader, leader_url = node.routing_state()
-    # Reads wait on this node's read barrier (Node.request_context), so a
-    # read here counts as caught up.
+    caught_up = True
+    if not write and not is_leader:
+        caught_up = yield node.catch_up()
+        is_leader, leader_url = node.routing_state()
     decision = route(
-        write=write, is_leader=is_leader, leader_url=leader_url, caught_up=True,
+        write=write, is_leader=is_leader, leader_url=leader_url, caught_up=caught_up,
         path_and_query=request.uri, redirect_status=node.redirect_status,
     )
     if isinstance(decision, Serve):
@@ -135,7 +140,8 @@ class ApiEndpoint(_Endpoint):
                     jmap_request = yield self.node.cpu_worker(parse_request, *args)
                 else:
                     jmap_request = parse_request(*args)
-                if not _route(self.node, request, is_write_request([call.name for call in jmap_request.method_calls])):
+                serve = yield _route(self.node, request, is_write_request([call.name for call in jmap_request.method_calls]))
+                if not serve:
                     return
                 context = yield self.node.request_context(principal)
                 response = yield self.node.dispatcher.process(jmap_request, context)
@@ -160,7 +166,8 @@ class UploadEndpoint(_Endpoint):
             principal = yield self.authenticate(request)
             if len(request.postpath) < 1 or request.postpath[0].decode("utf-8", "replace") != principal.account_id:
                 raise HttpError(404, "no such account for this user", "urn:ietf:params:jmap:error:accountNotFound")
-            if not _route(self.node, request, write=True):
+            serve = yield _route(self.node, request, write=True)
+            if not serve:
                 return
             self._in_flight.enter(principal.account_id)
             try:
@@ -211,6 +218,9 @@ class DownloadEndpoint(_Endpoint):
             if len(parts) < 3 or parts[0] != principal.account_id or stored_blob_id(parts[1]) is None:
                 raise HttpError(404, "no such blob")
             account, blob_id, name = parts[0], parts[1], urllib.parse.unquote(parts[2])
+            serve = yield _route(self.node, request, write=False)
+            if not serve:
+                return
             if not is_blob_id(blob_id):
                 found = yield self.node.reader.run(read_blob, self.node.blobs.read, account, blob_id)
                 if found is None:

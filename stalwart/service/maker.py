@@ -22,6 +22,7 @@ then the database closes.
 from __future__ import annotations
 
 import os
+import random
 import sys
 from typing import Callable, Iterable, Optional
 
@@ -47,6 +48,7 @@ from stalwart.push.service import PushService, push_extension
 from stalwart.service.config import ServerConfig
 from stalwart.service.errors import ConfigError
 from stalwart.service.extension import Extension
+from stalwart.service.cluster import ClusterService
 from stalwart.service.node import Node
 from stalwart.service.options import TwistdOptions
 from stalwart.service.raft import RaftService, raft_config
@@ -122,6 +124,7 @@ def build_service(
     exit_on_error: bool = False,
     threads: bool = True,
     push_agent=None,
+    make_rpc=None,
 ) -> StalwartService:
     """
     @param object_types: data types served with the standard methods
@@ -133,6 +136,10 @@ def build_service(
         node in-process on a fake reactor; production always uses threads.
     @param push_agent: the L{IAgent} PushSubscription deliveries use
         (default: an L{Agent} on C{reactor}).
+    @param make_rpc: for a cluster node (encryption-key set), builds its
+        RPC service from the cluster service's arguments (default: the
+        real L{RPCService} configured from C{config}; tests pass a
+        simulated network).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -184,10 +191,17 @@ def build_service(
     store = StoreService(config.data_dir, handlers, reactor, threads=threads, schema=schema)
     store.setName("store")
     store.setServiceParent(top)
+    clustered = config.encryption_key is not None
     raft = RaftService(config.data_dir, store, reactor, urandom, threads=threads,
-                       raft_config=raft_config(config.raft_election_timeout, config.raft_batch_max))
+                       raft_config=raft_config(config.raft_election_timeout, config.raft_batch_max),
+                       clustered=clustered and bool(config.seed_nodes), read_replica=config.read_replica)
     raft.setName("raft")
     raft.setServiceParent(top)
+    cluster = None
+    if clustered:
+        cluster = ClusterService(config, raft, store, reactor, make_rpc or _rpc_factory(config, reactor, urandom))
+        cluster.setName("cluster")
+        cluster.setServiceParent(top)
 
     class _LazyReader:
         # The reader exists once the store has started.
@@ -200,6 +214,7 @@ def build_service(
         capabilities=capabilities, account_capabilities=account_capabilities,
     )
     top.node = node
+    node.cluster = cluster
     push_service = PushService(config, node, store, reactor, urandom, agent=push_agent)
     push_service.setName("push")
     push_service.setServiceParent(top)
@@ -215,6 +230,25 @@ def build_service(
     if OUTBOX_COMMAND in handlers:
         _add_outbox(top, config, node, reactor)
     return top
+
+
+def _rpc_factory(config: ServerConfig, reactor, urandom: Callable[[int], bytes]):
+    """The cluster's RPC service, configured from the rpc-* keys."""
+    from stalwart.cluster.rpc.service import RPCService
+
+    # A message must hold the largest log entry (an upload or a message
+    # with its command) and an AppendEntries batch.
+    message_bytes_max = max(64 << 20, max(config.max_size_upload, config.mail_max_size) + config.raft_batch_max + (1 << 20))
+
+    def make(**arguments):
+        return RPCService(
+            reactor=reactor, bind_addr=config.rpc_bind_addr, port=config.rpc_port,
+            encryption_key=config.encryption_key, data_dir=config.data_dir, rng=random.SystemRandom(),
+            urandom=urandom, timeout_ms=config.rpc_timeout, backoff_max_ms=config.rpc_backoff_max,
+            message_bytes_max=message_bytes_max, **arguments,
+        )
+
+    return make
 
 
 #: The mail extension's sign that submissions are served: start its outbox.

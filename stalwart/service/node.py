@@ -20,6 +20,10 @@ from stalwart.store.commands import Command, encode_command
 __all__ = ["Node", "utc_date"]
 
 SESSIONS_CACHED_MAX = 10000
+#: Seconds a follower that is behind the leader waits to catch up before
+#: it sends a read to the leader: a healthy follower is a heartbeat
+#: (100 ms) or less behind.
+READ_WAIT_SECONDS = 0.5
 #: Capabilities of the server, never of an account (RFC 8887 4.1: WebSocket).
 SESSION_ONLY_CAPABILITIES = (CORE, "urn:ietf:params:jmap:websocket")
 
@@ -71,6 +75,9 @@ class Node:
         #: The status writes on a non-leader are redirected with (302, 307 or
         #: 308, L{stalwart.jmap.routing}); configured as redirect-status.
         self.redirect_status: int = config.redirect_status
+        #: The L{stalwart.service.cluster.ClusterService} of a cluster node:
+        #: where the leader is, and how a follower's writes reach it.
+        self.cluster = None
 
     @property
     def reader(self):
@@ -90,16 +97,31 @@ class Node:
         return self.propose_bytes(encode_command(command))
 
     def propose_bytes(self, payload: bytes) -> Deferred:
+        """Fires with the state machine's result; in a cluster, a follower's proposal runs on the leader."""
+        if self.cluster is not None:
+            return self.cluster.propose(payload)
         return self.raft.driver.propose(payload)
 
     def routing_state(self) -> Tuple[bool, Optional[str]]:
         """
         C{(is_leader, leader_url)}, for L{stalwart.jmap.routing.route}: a
-        single node is its own leader at its own jmap-url.  The cluster
-        replaces this per instance (an instance attribute of the same
-        name) to give the leader's URL from the membership; tests do too.
+        single node is its own leader at its own jmap-url; in a cluster the
+        leader's URL comes from the roster.  Tests may replace this per
+        instance.
         """
+        if self.cluster is not None:
+            return self.cluster.routing_state()
         return self.raft.driver.is_leader, self.config.jmap_url
+
+    def catch_up(self) -> Deferred:
+        """
+        Fires with whether local state is up to date with the leader's log
+        (DESIGN.md section 3, Reads), waiting up to L{READ_WAIT_SECONDS}
+        for it to catch up; C{False} also when no leader was heard lately.
+        """
+        d = self.raft.driver.read_barrier()
+        d.addTimeout(READ_WAIT_SECONDS, self.clock)
+        return d.addCallbacks(lambda _: True, lambda _: False)
 
     def capability_uris(self):
         return self.capabilities.keys()

@@ -32,6 +32,8 @@ from stalwart.service.worker import ThreadWorker
 __all__ = ["RaftService", "node_id", "raft_config"]
 
 TICK_SECONDS = 0.1
+#: Records read from the segment files at a time for a lagging follower.
+_READ_RECORDS = 64
 
 
 def raft_config(election_timeout_ms: int, batch_bytes_max: int) -> RaftConfig:
@@ -127,7 +129,7 @@ class RaftService(Service):
         # Entries applied before a crash may be missing from state.db if
         # SQLite lost its last transactions; they are applied again here.
         tail = [decode_entry_payload(r.term, r.index, r.payload) for r in self.segments.read(applied + 1, last)] if last > applied else []
-        log = RaftLog(last, self.segments.term_at, tail, applied)
+        log = RaftLog(last, self.segments.term_at, tail, applied, read_stable=self._read_stable)
         voters, learners = _recovered_configuration(me, state_machine)
         core = RaftCore(self._raft_config, me, log, hard_state, voters=voters, learners=learners,
                         rng=random.SystemRandom(), read_replica=self._read_replica)
@@ -148,6 +150,24 @@ class RaftService(Service):
         if last == 0 and not self._clustered:
             self.driver.bootstrap()
         super().startService()
+
+    def _read_stable(self, lo: int, hi: int, bytes_max: int):
+        """
+        Entries lo..hi from the segment files, stopping past C{bytes_max}:
+        what a leader sends a follower that lags or a new member.  Read on
+        the reactor thread, a few records at a time: the files are
+        usually in the page cache, and a batch is bounded by
+        raft-batch-max.
+        """
+        entries, size = [], 0
+        while lo <= hi and (not entries or size <= bytes_max):
+            for record in self.segments.read(lo, min(hi, lo + _READ_RECORDS - 1)):
+                entries.append(decode_entry_payload(record.term, record.index, record.payload))
+                size += len(record.payload)
+                if size > bytes_max:
+                    break
+            lo = entries[-1].index + 1
+        return entries
 
     def stopService(self):
         super().stopService()

@@ -74,16 +74,23 @@ class LiveNode:
     @ivar http: a L{StubTreq} on the root resource (JMAP plus /admin).
     """
 
-    def __init__(self, case: SynchronousTestCase, seed: int = 1, extensions: Iterable = (), **config: Any) -> None:
+    def __init__(self, case: SynchronousTestCase, seed: int = 1, extensions: Iterable = (), make_rpc=None,
+                 clock: Optional[MemoryReactorClock] = None, **config: Any) -> None:
         self.case = case
-        self.clock = MemoryReactorClock()
-        self.clock.advance(1_700_000_000)  # a plausible wall-clock time
+        if clock is None:
+            clock = MemoryReactorClock()
+            clock.advance(1_700_000_000)  # a plausible wall-clock time
+        self.clock = clock
+        #: Called between flushes while a request is pending: a cluster
+        #: test moves the shared clock so that Raft messages flow.
+        self.between_flushes = None
         rng = random.Random(seed)
         config.setdefault("admin_secret", ADMIN_SECRET)
-        self.config = ServerConfig(data_dir=case.mktemp(), jmap_url=JMAP_URL, **config)
+        config.setdefault("jmap_url", JMAP_URL)
+        self.config = ServerConfig(data_dir=case.mktemp(), **config)
         self.service = build_service(
             self.config, self.clock, object_types=[Note()], extensions=list(extensions),
-            urandom=rng.randbytes, threads=False,
+            urandom=rng.randbytes, threads=False, make_rpc=make_rpc,
         )
         self.service.startService()
         case.addCleanup(self._stop)
@@ -110,7 +117,7 @@ class LiveNode:
         headers = dict(headers or {})
         if authorization is not None:
             headers["Authorization"] = authorization
-        d = self.http.request(method, JMAP_URL + path, data=body or None, headers=headers)
+        d = self.http.request(method, JMAP_URL + path, data=body or None, headers=headers, allow_redirects=False)
         response = self.case.successResultOf(self._flushed(d))
         content = self._flushed(treq.content(response))
         return Reply(response.code, response.headers, self.case.successResultOf(content))
@@ -126,6 +133,8 @@ class LiveNode:
             if fired:
                 break
             self.http.flush()
+            if self.between_flushes is not None and not fired:
+                self.between_flushes()
         return d
 
     @inlineCallbacks

@@ -1,0 +1,262 @@
+# -*- test-case-name: tests.service.test_cluster -*-
+"""
+The "cluster" service: what turns a node into a member of a cluster
+(DESIGN.md section 3).
+
+  - It runs the cluster RPC (L{stalwart.cluster.rpc.service.RPCService}):
+    Raft messages both ways, roster exchanges, forwarded proposals.
+  - Every L{EXCHANGE_SECONDS} it exchanges rosters (L{stalwart.cluster.roster})
+    with each seed not yet known as a node and with one random member,
+    so a node seeded with one address learns every node.
+  - A brand-new node founds the cluster when L{should_found} says so; the
+    leader adds every other node that may join as a learner, then
+    promotes it once caught up (never a read replica), one change at a
+    time through the log (L{next_change}).  This is the one code path that
+    adds a member; gossip will feed the same roster.
+  - It tells the JMAP resources where the leader's jmap-url is, and runs a
+    write proposed on a follower (LMTP, WebSocket, admin) on the leader:
+    the leader answers with the entry's term and index once applied, and
+    the follower answers with its own state machine's result for that
+    entry once it has applied it too (the result is the same on every
+    node), so the caller also reads its own write afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from stalwart.logs import observer
+
+from stalwart.cluster.raft.core import ConfigChangeRefused, NotLeader
+from stalwart.cluster.raft.driver import ProposalDropped, Stopping, StorageFailed
+from stalwart.cluster.roster import (
+    AddLearner, BadRoster, NodeRecord, Roster, decode_records, encode_records, next_change, parse_seed, should_found,
+)
+from stalwart.cluster.rpc import commands as rpc_errors
+
+__all__ = ["ClusterService", "EXCHANGE_SECONDS", "SETTLE_SECONDS"]
+
+#: Seconds between roster exchanges: quick enough that a new node is
+#: known everywhere within a couple of seconds, a few hundred bytes each.
+EXCHANGE_SECONDS = 0.5
+#: Seconds the set of known nodes must stay the same before a brand-new
+#: node founds a cluster: a ring of seeds needs a few exchanges to spread.
+SETTLE_SECONDS = 2.0
+#: Results of applied entries kept while forwarded proposals are pending,
+#: so the follower's answer is its own apply's result.
+RESULTS_KEPT_MAX = 4096
+#: Seconds a follower waits to apply a forwarded entry the leader applied.
+FORWARD_APPLY_SECONDS = 30.0
+
+
+class ClusterService(Service):
+    log = Logger(observer=observer)
+
+    def __init__(self, config, raft, store, reactor, make_rpc: Callable[..., Any],
+                 rng: Optional[random.Random] = None) -> None:
+        """
+        @param raft: the L{stalwart.service.raft.RaftService}, started before this.
+        @param make_rpc: C{make_rpc(node_id=, address_book=, deliver=, exchange=,
+            forward=)} returns the RPC service (L{RPCService} with the rest of
+            its arguments bound; tests pass a simulated network).
+        """
+        self.config = config
+        self.raft = raft
+        self.store = store
+        self._reactor = reactor
+        self._make_rpc = make_rpc
+        self._rng = rng or random.SystemRandom()
+        self.seeds = [parse_seed(s, config.rpc_port) for s in config.seed_nodes]
+        self.roster: Optional[Roster] = None
+        self.rpc: Any = None
+        self.address_book: Dict[str, Tuple[str, int]] = {}
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = reactor
+        self._forwards = 0
+        self._results: "OrderedDict[int, Tuple[int, Any]]" = OrderedDict()
+        raft.attach(self._send)
+
+    @property
+    def node_id(self) -> str:
+        return self.raft.node_id
+
+    def startService(self) -> None:
+        now = self._reactor.seconds()
+        self.roster = Roster(self._own_record(), now)
+        self.address_book.update(self.roster.addresses())
+        self.rpc = self._make_rpc(node_id=self.node_id, address_book=self.address_book, deliver=self.raft.deliver,
+                                  exchange=self._exchanged, forward=self._forwarded)
+        self.rpc.startService()
+        self.raft.driver.on_applied(self._applied)
+        self._loop.start(EXCHANGE_SECONDS, now=True)
+        super().startService()
+
+    def stopService(self):
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        return self.rpc.stopService() if self.rpc is not None else None
+
+    # -- what the rest of the node asks ------------------------------------
+
+    def routing_state(self) -> Tuple[bool, Optional[str]]:
+        """(is_leader, leader's jmap-url or None) for L{stalwart.jmap.routing}."""
+        driver = self.raft.driver
+        if driver.is_leader:
+            return True, self.config.jmap_url
+        leader = driver.core.leader
+        record = self.roster.get(leader) if leader is not None and self.roster is not None else None
+        return False, record.jmap_url if record is not None else None
+
+    def propose(self, payload: bytes) -> Deferred:
+        """Propose here when leading; otherwise on the leader over RPC (see the module docstring)."""
+        driver = self.raft.driver
+        if driver.is_leader:
+            return driver.propose(payload)
+        leader = driver.core.leader
+        record = self.roster.get(leader) if leader is not None else None
+        if record is None or self.rpc is None:
+            return fail(NotLeader(leader))
+        self._forwards += 1
+        d = self.rpc.forward(record.rpc_address, payload)
+        d.addCallback(lambda answer: self._local_result(*answer))
+        d.addErrback(_forward_failed)
+
+        def done(result):
+            self._forwards -= 1
+            if not self._forwards:
+                self._results.clear()
+            return result
+
+        return d.addBoth(done)
+
+    # -- forwarding --------------------------------------------------------
+
+    def _applied(self, entry, result) -> None:
+        if self._forwards:
+            self._results[entry.index] = (entry.term, result)
+            if len(self._results) > RESULTS_KEPT_MAX:
+                self._results.popitem(last=False)
+
+    def _local_result(self, term: int, index: int) -> Deferred:
+        def found(_):
+            kept = self._results.get(index)
+            if kept is None:
+                raise ProposalDropped(f"entry {index} was applied here before its answer could be kept")
+            if kept[0] != term:
+                raise ProposalDropped(f"entry {index} was replaced")
+            return kept[1]
+
+        d = self.raft.driver.wait_applied(index)
+        d.addTimeout(FORWARD_APPLY_SECONDS, self._reactor)
+        return d.addCallback(found)
+
+    def _forwarded(self, payload: bytes) -> Deferred:
+        """The leader's side: propose, answer (term, index) once applied here."""
+        d = self.raft.driver.propose_entry(payload)
+        d.addCallback(lambda applied: (applied[0], applied[1]))
+
+        def refused(failure):
+            if failure.check(NotLeader):
+                raise rpc_errors.NotLeader(failure.value.leader or "")
+            failure.trap(ProposalDropped, Stopping, StorageFailed)
+            raise rpc_errors.Unavailable(str(failure.value) or failure.type.__name__)
+
+        return d.addErrback(refused)
+
+    # -- membership --------------------------------------------------------
+
+    def _send(self, message) -> None:
+        if self.rpc is not None:
+            self.rpc.send(message)
+
+    def _own_record(self) -> NodeRecord:
+        config = self.config
+        state = self.store.state_machine
+        fresh = self.raft.segments.last_index == 0 and state.last_applied == 0
+        cluster_id = state.cluster_id
+        if cluster_id is None and state.last_applied > 0 and state.configuration is None:
+            cluster_id = self.node_id  # a single node from before configurations were logged
+        return NodeRecord(
+            node_id=self.node_id,
+            rpc_address=(config.rpc_advertise_addr or config.rpc_bind_addr, config.rpc_port),
+            jmap_url=config.jmap_url, read_replica=config.read_replica,
+            cluster_id=cluster_id, fresh=fresh,
+        )
+
+    def _exchanged(self, data: bytes) -> bytes:
+        """A peer's roster: merge it, answer with ours."""
+        self._merge(decode_records(data))
+        return encode_records(self.roster.records())
+
+    def _merge(self, records) -> None:
+        changed = self.roster.merge(records, self._reactor.seconds())
+        for record in changed:
+            self.address_book[record.node_id] = record.rpc_address
+
+    def _tick(self) -> None:
+        now = self._reactor.seconds()
+        own = self._own_record()
+        self.roster.update_own(now, cluster_id=own.cluster_id, fresh=own.fresh, rpc_address=own.rpc_address,
+                               jmap_url=own.jmap_url, read_replica=own.read_replica)
+        self._exchange_round()
+        driver = self.raft.driver
+        core = driver.core
+        if not core.configuration.members and core.log.last_index == 0 and should_found(self.roster, now, SETTLE_SECONDS):
+            self.log.info("founding the cluster as {node}", node=self.node_id)
+            driver.bootstrap()
+        if driver.is_leader:
+            self._grow()
+
+    def _exchange_round(self) -> None:
+        known = {r.rpc_address for r in self.roster.records()}
+        targets = [seed for seed in self.seeds if seed not in known]
+        others = [r.rpc_address for r in self.roster.records() if r.node_id != self.node_id]
+        if others:
+            targets.append(self._rng.choice(others))
+        data = encode_records(self.roster.records())
+        for address in dict.fromkeys(targets):
+            d = self.rpc.exchange(address, data)
+            d.addCallback(lambda answer: self._merge(decode_records(answer)))
+            d.addErrback(self._exchange_failed, address)
+
+    def _exchange_failed(self, failure, address) -> None:
+        if failure.check(BadRoster):
+            self.log.warn("bad roster from {address}: {why}", address=address, why=failure.value)
+        else:
+            self.log.debug("roster exchange with {address} failed: {why}", address=address,
+                           why=failure.getErrorMessage())
+
+    def _grow(self) -> None:
+        driver = self.raft.driver
+        core = driver.core
+        matched = {peer: p.match for peer, p in core.progress().items()}
+        change = next_change(self.roster, self.store.state_machine.cluster_id, core.voters, core.learners, matched,
+                             core.log.last_index, core.config.promote_lag_entries_max)
+        if change is None:
+            return
+        try:
+            if isinstance(change, AddLearner):
+                driver.change_configuration(add_learner=change.node_id)
+            else:
+                driver.change_configuration(promote=change.node_id)
+        except (ConfigChangeRefused, NotLeader) as e:
+            self.log.debug("configuration change {change} must wait: {why}", change=change, why=e)
+            return
+        self.log.info("configuration change: {change}", change=change)
+
+
+def _forward_failed(failure):
+    """The leader's refusals, as the local write path's own exceptions."""
+    if failure.check(rpc_errors.NotLeader):
+        raise NotLeader(failure.value.leader or None)
+    if failure.check(rpc_errors.Unavailable):
+        raise ProposalDropped(str(failure.value))
+    return failure

@@ -1,0 +1,163 @@
+# -*- test-case-name: tests.service.test_cluster -*-
+"""
+Tests for L{stalwart.service.cluster}: whole nodes in one process, joined
+by a simulated RPC network (L{tests.service.simnet}) on one clock, found
+a cluster from seeds alone, grow it through the log, route clients to
+the leader and run a follower's writes on the leader.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from stalwart.cluster.raft.core import LEADER
+from stalwart.store.commands import Command
+from tests.jmap.harness import LiveNode
+from tests.service.simnet import SimNetwork
+
+KEY = "cluster key for tests"
+
+
+class InProcessClusterTests(SynchronousTestCase):
+    def start(self, count: int = 3, replicas: int = 0) -> List[LiveNode]:
+        """The seed's example: each node seeded with the next one, in a ring (replicas seeded with node 0)."""
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_700_000_000)
+        self.net = SimNetwork(self.clock)
+        nodes = []
+        for i in range(count + replicas):
+            port = 7911 + i
+            seed = f"127.0.0.1:{7911 + (i + 1) % count}" if i < count else "127.0.0.1:7911"
+            nodes.append(self.add(port, seed, read_replica=i >= count, seed_number=i + 1))
+        return nodes
+
+    def add(self, port: int, seed: str, read_replica: bool = False, seed_number: int = 1) -> LiveNode:
+        live = LiveNode(
+            self, seed=seed_number, clock=self.clock,
+            make_rpc=self.net.make_rpc_for(("127.0.0.1", port)),
+            encryption_key=KEY, seed_nodes=(seed,), rpc_port=port, rpc_advertise_addr="127.0.0.1",
+            jmap_url=f"https://node{port}.example.com", read_replica=read_replica,
+        )
+        live.between_flushes = lambda: self.clock.advance(0.01)
+        return live
+
+    def run_for(self, seconds: float) -> None:
+        for _ in range(int(seconds / 0.05)):
+            self.clock.advance(0.05)
+
+    def cores(self, nodes):
+        return [n.service.getServiceNamed("raft").driver.core for n in nodes]
+
+    def leader(self, nodes) -> LiveNode:
+        leaders = [n for n, core in zip(nodes, self.cores(nodes)) if core.role == LEADER]
+        self.assertEqual(len(leaders), 1, [c.role for c in self.cores(nodes)])
+        return leaders[0]
+
+    def test_ring_of_seeds_forms_one_cluster(self) -> None:
+        """Three brand-new nodes seeded in a ring found one cluster: one founder, all three voters."""
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        for core in self.cores(nodes):
+            self.assertEqual(core.voters, {n.service.getServiceNamed("raft").node_id for n in nodes})
+            self.assertEqual(core.learners, frozenset())
+        states = [n.service.getServiceNamed("store").state_machine for n in nodes]
+        self.assertEqual(len({s.cluster_id for s in states}), 1)
+        self.assertIsNotNone(states[0].cluster_id)
+        self.assertIn(leader, nodes)
+
+    def test_follower_write_runs_on_leader_and_reads_locally(self) -> None:
+        """A proposal on a follower is forwarded; the follower answers with its own apply's result."""
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        d = follower.node.propose(Command(kind="account.create", args={
+            "name": "alice", "password": "x", "emails": [], "quota": None, "now": follower.node.now()}))
+        self.run_for(1)
+        created = self.successResultOf(d)
+        # Every node applied it: the account is in each state.db.
+        for node in nodes:
+            row = node.service.getServiceNamed("store").state_machine._conn.execute(
+                "SELECT id FROM accounts WHERE name = 'alice'").fetchone()
+            self.assertEqual(row, (created["id"],))
+
+    def test_routing_names_the_leader(self) -> None:
+        """On a follower, a write request gets a 302 to the leader's jmap-url; a read is served locally."""
+        from tests.jmap.harness import basic
+
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        self.assertEqual(follower.node.routing_state(), (False, leader.config.jmap_url))
+        self.assertEqual(leader.node.routing_state(), (True, leader.config.jmap_url))
+        account = leader.create_account("erin", "a long password")["id"]
+        self.run_for(0.5)
+        auth = basic("erin", "a long password")
+        write = follower.api([["Note/set", {"accountId": account, "create": {"n": {"title": "x"}}}, "0"]], auth)
+        self.assertEqual(write.status, 302)
+        self.assertEqual(write.header("location"), leader.config.jmap_url + "/jmap/api")
+        read = follower.api([["Note/get", {"accountId": account, "ids": None}, "0"]], auth)
+        self.assertEqual(read.status, 200, read.body)
+        self.assertEqual(read.json()["methodResponses"][0][1]["list"], [])
+        written = leader.api([["Note/set", {"accountId": account, "create": {"n": {"title": "x"}}}, "0"]], auth)
+        self.assertEqual(written.status, 200)
+        self.run_for(0.5)
+        read = follower.api([["Note/get", {"accountId": account, "ids": None}, "0"]], auth)
+        self.assertEqual([n["title"] for n in read.json()["methodResponses"][0][1]["list"]], ["x"])
+
+    def test_cut_off_follower_redirects_reads(self) -> None:
+        """A follower that has not heard from a leader lately does not serve reads: it cannot tell it is up to date."""
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        self.assertTrue(self.successResultOf(follower.node.catch_up()))
+        self.net.cut.add(follower.service.getServiceNamed("raft").node_id)
+        self.run_for(3)
+        d = follower.node.catch_up()
+        self.run_for(1)
+        self.assertFalse(self.successResultOf(d))
+
+    def test_read_replica_replicates_but_never_votes(self) -> None:
+        nodes = self.start(count=3, replicas=1)
+        self.run_for(10)
+        replica_id = nodes[3].service.getServiceNamed("raft").node_id
+        for core in self.cores(nodes[:3]):
+            self.assertNotIn(replica_id, core.voters)
+            self.assertIn(replica_id, core.learners)
+        leader = self.leader(nodes)
+        self.successResultOf(_propose_account(leader, "bob", self))
+        self.run_for(1)
+        row = nodes[3].service.getServiceNamed("store").state_machine._conn.execute(
+            "SELECT name FROM accounts WHERE name = 'bob'").fetchone()
+        self.assertEqual(row, ("bob",))
+
+    def test_leader_loss_elects_another_and_keeps_writes(self) -> None:
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        self.successResultOf(_propose_account(leader, "carol", self))
+        self.net.cut.add(leader.service.getServiceNamed("raft").node_id)
+        self.run_for(5)
+        others = [n for n in nodes if n is not leader]
+        new_leader = self.leader(others)
+        follower = next(n for n in others if n is not new_leader)
+        d = _propose_account(follower, "dave", self)
+        self.run_for(1)
+        self.successResultOf(d)
+        for node in others:
+            names = {r[0] for r in node.service.getServiceNamed("store").state_machine._conn.execute(
+                "SELECT name FROM accounts")}
+            self.assertEqual(names, {"carol", "dave"})
+
+
+def _propose_account(live: LiveNode, name: str, case):
+    d = live.node.propose(Command(kind="account.create", args={
+        "name": name, "password": "x", "emails": [], "quota": None, "now": live.node.now()}))
+    live.clock.advance(0.05)
+    return d
