@@ -117,13 +117,22 @@ def session_state(session: Mapping[str, object]) -> str:
     """
     A short state string derived from a Session object's content
     (RFC 8620 2): it changes whenever any other property changes, and is
-    the same on every node for the same content.
+    the same on every node of a cluster for the same content.  The URLs
+    are left out: each node gives its own, and a client sent from one node
+    to the leader must not see the session change with every redirect
+    (it would fetch the session again each time).
 
     @param session: a Session object; its own C{state}, if any, is ignored.
     @return: the first L{STATE_HEX_DIGITS} hex digits of the SHA-256 of
         the canonical JSON (sorted keys, no spaces) of the rest.
     """
-    content = {key: value for key, value in session.items() if key != "state"}
+    content = {key: value for key, value in session.items() if key != "state" and not key.endswith("Url")}
+    capabilities = content.get("capabilities")
+    if isinstance(capabilities, dict):
+        content["capabilities"] = {
+            uri: ({k: v for k, v in value.items() if k != "url"} if isinstance(value, dict) else value)
+            for uri, value in capabilities.items()
+        }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:STATE_HEX_DIGITS]
 

@@ -233,6 +233,22 @@ class SessionObjectTests(SynchronousTestCase):
         reordered["state"] = "something else"
         self.assertEqual(session_state(reordered), session["state"])
 
+    def test_stateSameOnEveryNode(self) -> None:
+        """
+        Nodes of a cluster give their own URLs (API, download, upload,
+        EventSource, WebSocket) but the same state for the same content;
+        any other change still changes it.
+        """
+        session = _example()
+        elsewhere = dict(session, apiUrl="https://node2.example.com/jmap/api",
+                         eventSourceUrl="https://node2.example.com/es?types={types}&closeafter={closeafter}&ping={ping}")
+        elsewhere["capabilities"] = dict(session["capabilities"])
+        elsewhere["capabilities"]["urn:ietf:params:jmap:websocket"] = {"url": "wss://node2/ws", "supportsPush": True}
+        session["capabilities"] = dict(session["capabilities"])
+        session["capabilities"]["urn:ietf:params:jmap:websocket"] = {"url": "wss://node1/ws", "supportsPush": True}
+        self.assertEqual(session_state(elsewhere), session_state(session))
+        self.assertNotEqual(session_state(dict(session, username="other")), session_state(session))
+
     def test_noPersonalAccount(self) -> None:
         """
         With no personal account, primaryAccounts is empty (RFC 8620 2:
