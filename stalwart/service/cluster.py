@@ -28,8 +28,8 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from stalwart.logs import observer
@@ -40,6 +40,7 @@ from stalwart.cluster.roster import (
     AddLearner, BadRoster, NodeRecord, Roster, decode_records, encode_records, next_change, parse_seed, should_found,
 )
 from stalwart.cluster.rpc import commands as rpc_errors
+from stalwart.cluster.rpc.calls import CallFailed
 
 __all__ = ["ClusterService", "EXCHANGE_SECONDS", "SETTLE_SECONDS"]
 
@@ -54,6 +55,9 @@ SETTLE_SECONDS = 2.0
 RESULTS_KEPT_MAX = 4096
 #: Seconds a follower waits to apply a forwarded entry the leader applied.
 FORWARD_APPLY_SECONDS = 30.0
+#: Seconds a leader that is shutting down waits for another voter to take
+#: over (thesis 3.10) before it stops anyway.
+HAND_OVER_SECONDS = 3.0
 
 
 class ClusterService(Service):
@@ -103,6 +107,32 @@ class ClusterService(Service):
         if self._loop.running:
             self._loop.stop()
         return self.rpc.stopService() if self.rpc is not None else None
+
+    def hand_over(self) -> Deferred:
+        """
+        On a clean shutdown of the leader: make the most up-to-date voter
+        leader at once, so that clients wait for a transfer (a round
+        trip) instead of an election timeout.  Fires when another node
+        leads, or after L{HAND_OVER_SECONDS}.
+        """
+        driver = self.raft.driver
+        if driver is None or not driver.is_leader:
+            return succeed(None)
+        try:
+            target = driver.transfer_leadership()
+        except NotLeader:
+            return succeed(None)
+        if target is None:
+            return succeed(None)
+        self.log.info("handing leadership over to {node}", node=target)
+        deadline = self._reactor.seconds() + HAND_OVER_SECONDS
+
+        def check(_=None):
+            if not driver.is_leader or self._reactor.seconds() >= deadline:
+                return None
+            return deferLater(self._reactor, 0.05, lambda: None).addCallback(check)
+
+        return check()
 
     # -- what the rest of the node asks ------------------------------------
 
@@ -259,4 +289,8 @@ def _forward_failed(failure):
         raise NotLeader(failure.value.leader or None)
     if failure.check(rpc_errors.Unavailable):
         raise ProposalDropped(str(failure.value))
+    if failure.check(CallFailed):
+        # Unreachable leader, lost connection, timeout: the write may or
+        # may not have been made; the caller retries (LMTP answers 451).
+        raise ProposalDropped(f"forwarding to the leader failed: {failure.value!r}")
     return failure

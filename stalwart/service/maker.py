@@ -96,6 +96,15 @@ class StalwartService(MultiService):
                 raise SystemExit(1) from None
             raise
 
+    def stopService(self):
+        """A leader first hands leadership over (clean shutdown), then every child stops."""
+        cluster = self.node.cluster if self.node is not None else None
+        if cluster is None or not cluster.running:
+            return super().stopService()
+        d = cluster.hand_over()
+        d.addErrback(lambda failure: None)
+        return d.addCallback(lambda _: super(StalwartService, self).stopService())
+
     def privilegedStartService(self) -> None:
         self._guard(super().privilegedStartService)
 

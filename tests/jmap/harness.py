@@ -102,7 +102,17 @@ class LiveNode:
         self.http = StubTreq(self.root)
 
     def _stop(self) -> None:
-        self.case.successResultOf(self.service.stopService())
+        if not self.service.running:
+            return
+        d = self.service.stopService()
+        # A cluster leader hands over leadership first, on the clock.
+        done = []
+        d.addBoth(lambda result: (done.append(True), result)[1])
+        for _ in range(200):
+            if done:
+                break
+            self.clock.advance(0.05)
+        self.case.successResultOf(d)
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)

@@ -155,6 +155,17 @@ class InProcessClusterTests(SynchronousTestCase):
                 "SELECT name FROM accounts")}
             self.assertEqual(names, {"carol", "dave"})
 
+    def test_clean_shutdown_hands_leadership_over(self) -> None:
+        """A stopping leader makes another voter leader at once, well before an election timeout (thesis 3.10)."""
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        stopped = leader.service.stopService()
+        self.run_for(0.3)
+        self.successResultOf(stopped)  # well before the 3 s hand-over deadline
+        others = [n for n in nodes if n is not leader]
+        self.assertEqual(self.leader(others).node.routing_state()[0], True)
+
 
 def _propose_account(live: LiveNode, name: str, case):
     d = live.node.propose(Command(kind="account.create", args={

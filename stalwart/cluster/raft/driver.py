@@ -202,6 +202,12 @@ class RaftDriver:
         self.core.campaign()
         self._pump_soon()
 
+    def transfer_leadership(self) -> Optional[str]:
+        """L{RaftCore.transfer_leadership} to the most up-to-date voter, then act on it; the target or None."""
+        target = self.core.transfer_leadership()
+        self._pump_soon()
+        return target
+
     def change_configuration(self, **change) -> Entry:
         """L{RaftCore.propose_config_change}, then act on it."""
         entry = self.core.propose_config_change(**change)
