@@ -21,7 +21,9 @@ from tests.service.simnet import SimNetwork
 KEY = "cluster key for tests"
 
 
-class InProcessClusterTests(SynchronousTestCase):
+class ClusterCase(SynchronousTestCase):
+    """Starts nodes on one clock and a simulated network; helpers to find the leader."""
+
     def start(self, count: int = 3, replicas: int = 0) -> List[LiveNode]:
         """The seed's example: each node seeded with the next one, in a ring (replicas seeded with node 0)."""
         self.clock = MemoryReactorClock()
@@ -34,9 +36,11 @@ class InProcessClusterTests(SynchronousTestCase):
             nodes.append(self.add(port, seed, read_replica=i >= count, seed_number=i + 1))
         return nodes
 
+    extensions = ()
+
     def add(self, port: int, seed: str, read_replica: bool = False, seed_number: int = 1) -> LiveNode:
         live = LiveNode(
-            self, seed=seed_number, clock=self.clock,
+            self, seed=seed_number, clock=self.clock, extensions=list(self.extensions),
             make_rpc=self.net.make_rpc_for(("127.0.0.1", port)),
             encryption_key=KEY, seed_nodes=(seed,), rpc_port=port, rpc_advertise_addr="127.0.0.1",
             jmap_url=f"https://node{port}.example.com", read_replica=read_replica,
@@ -56,6 +60,8 @@ class InProcessClusterTests(SynchronousTestCase):
         self.assertEqual(len(leaders), 1, [c.role for c in self.cores(nodes)])
         return leaders[0]
 
+
+class InProcessClusterTests(ClusterCase):
     def test_ring_of_seeds_forms_one_cluster(self) -> None:
         """Three brand-new nodes seeded in a ring found one cluster: one founder, all three voters."""
         nodes = self.start()
@@ -165,6 +171,70 @@ class InProcessClusterTests(SynchronousTestCase):
         self.successResultOf(stopped)  # well before the 3 s hand-over deadline
         others = [n for n in nodes if n is not leader]
         self.assertEqual(self.leader(others).node.routing_state()[0], True)
+
+
+class MailClusterTests(ClusterCase):
+    """LMTP and push on followers (the mail extension on every node)."""
+
+    def setUp(self) -> None:
+        from stalwart.mail.extension import mail_extension
+
+        self.extensions = [mail_extension()]
+
+    def test_lmtp_on_follower_runs_on_leader(self) -> None:
+        """An LMTP delivery to a follower is carried out on the leader; the MTA gets 250 and every node has the message."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        leader.create_account("alice@example.com", "a long password")
+        self.run_for(0.5)
+        follower = next(n for n in nodes if n is not leader)
+        factory = follower.service.getServiceNamed("lmtp").factory
+        peer = IPv4Address("TCP", "127.0.0.1", 5000)
+        protocol = factory.buildProtocol(peer)
+        transport = StringTransport(peerAddress=peer)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"LHLO mta.example.com\r\nMAIL FROM:<bob@example.org>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n"
+            b"From: bob@example.org\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nHello.\r\n.\r\n"
+        )
+        self.run_for(1)
+        self.assertIn(b"250 2.0.0", transport.value().splitlines()[-1], transport.value())
+        for node in nodes:
+            rows = node.service.getServiceNamed("store").state_machine._conn.execute(
+                "SELECT COUNT(*) FROM emails").fetchone()
+            self.assertEqual(rows, (1,))
+
+    def test_push_on_follower_sees_leader_write(self) -> None:
+        """An EventSource client on a follower gets the StateChange of a write made through the leader."""
+        import treq
+
+        from tests.jmap.harness import JMAP_URL, basic
+
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        account = leader.create_account("alice@example.com", "a long password")["id"]
+        self.run_for(0.5)
+        follower = next(n for n in nodes if n is not leader)
+        d = follower.http.request("GET", JMAP_URL + "/jmap/eventsource?types=*&closeafter=no&ping=0",
+                                  headers={"Authorization": basic("alice@example.com", "a long password")})
+        follower.http.flush()
+        response = self.successResultOf(d)
+        chunks = []
+        treq.collect(response, chunks.append)
+        follower.http.flush()
+        reply = leader.api([["Mailbox/set", {"accountId": account, "create": {"m": {"name": "Projects"}}}, "0"]],
+                           basic("alice@example.com", "a long password"), using=["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"])
+        self.assertEqual(reply.status, 200, reply.body)
+        self.run_for(1.5)
+        follower.http.flush()
+        stream = b"".join(chunks)
+        self.assertIn(b"event: state", stream)
+        self.assertIn(b'"Mailbox"', stream)
 
 
 def _propose_account(live: LiveNode, name: str, case):
