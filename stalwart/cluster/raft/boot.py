@@ -47,7 +47,7 @@ def tail_start(first: int, applied: int, snapshot: Optional[SnapshotMeta], confi
     return min(applied + 1, max(readable, keep_from))
 
 
-def open_raft_log(segments, state_machine, snapshots, config: RaftConfig) -> RaftLog:
+def open_raft_log(segments, state_machine, snapshots, config: RaftConfig, read_stable=None) -> RaftLog:
     """
     Reconcile the segment log and the state machine with the newest
     snapshot, then build the core's L{RaftLog}.  Runs before the driver
@@ -57,6 +57,9 @@ def open_raft_log(segments, state_machine, snapshots, config: RaftConfig) -> Raf
     @param state_machine: has C{last_applied}; restored through C{snapshots}
         if it is behind the newest snapshot.
     @param snapshots: a L{stalwart.store.snapshot.SnapshotStore}, or None.
+    @param read_stable: passed to L{RaftLog} (reads entries back from the
+        segment files; must raise L{LookupError} for compacted ones, as
+        L{SegmentLog.read} does).
     @raise CorruptLogError: the log, the snapshot and the state do not fit.
     """
     snapshot = snapshots.newest() if snapshots is not None else None
@@ -74,7 +77,7 @@ def open_raft_log(segments, state_machine, snapshots, config: RaftConfig) -> Raf
     lo = tail_start(segments.first_index, applied, snapshot, config)
     tail = [decode_entry_payload(r.term, r.index, r.payload) for r in segments.read(lo, last)]
     return RaftLog(
-        last, segments.term_at, tail, applied,
+        last, segments.term_at, tail, applied, read_stable=read_stable,
         snapshot_index=snapshot.index if snapshot else 0,
         snapshot_term=snapshot.term if snapshot else 0,
     )
