@@ -47,7 +47,8 @@ class AdminApi(Resource):
         path = [urllib.parse.unquote(p.decode("latin-1")) for p in request.postpath]
         method = request.method
         if path == ["cluster"] and method == b"GET":
-            send_json(request, 200, cluster_status(self.node.raft.driver))
+            cluster = self.node.cluster
+            send_json(request, 200, cluster_status(self.node.raft.driver, cluster.roster if cluster else None))
             return
         if path == ["accounts"] and method == b"GET":
             accounts = yield self.node.reader.run(list_accounts)
@@ -99,7 +100,7 @@ class AdminApi(Resource):
         return result
 
 
-def cluster_status(driver) -> dict:
+def cluster_status(driver, roster=None) -> dict:
     """
     This node's view of the Raft group, for C{GET /admin/cluster}.
 
@@ -124,11 +125,26 @@ def cluster_status(driver) -> dict:
             member.update(match=known.match, next=known.next, state=known.state,
                           recentActive=known.recent_active, lag=max(0, last - known.match))
         members.append(member)
-    return {
+    status = {
         "node": core.id, "role": core.role, "term": core.term, "leader": core.leader,
         "lastIndex": last, "commitIndex": core.log.committed, "appliedIndex": driver.applied,
         "members": members,
     }
+    if roster is not None:
+        for member in members:
+            member.update(_roster_fields(roster.get(member["id"])))
+        in_config = {m["id"] for m in members}
+        status["known"] = [
+            {"id": r.node_id, **_roster_fields(r), "clusterId": r.cluster_id, "fresh": r.fresh}
+            for r in roster.records() if r.node_id not in in_config
+        ]
+    return status
+
+
+def _roster_fields(record) -> dict:
+    if record is None:
+        return {"rpcAddress": None, "jmapUrl": None, "readReplica": None}
+    return {"rpcAddress": "%s:%d" % record.rpc_address, "jmapUrl": record.jmap_url, "readReplica": record.read_replica}
 
 
 def _json_body(request) -> dict:

@@ -194,7 +194,8 @@ def _cluster_table(status: dict[str, object]) -> str:
     lag) only when the answering node leads.
     """
     me, leader = status.get("node"), status.get("leader")
-    rows = [("MEMBER", "ROLE", "TERM", "LAST", "COMMIT", "APPLIED", "LAG")]
+    clustered = "known" in status  # a cluster node: its roster's addresses too
+    rows = [("MEMBER", "ROLE", "TERM", "LAST", "COMMIT", "APPLIED", "LAG") + (("RPC", "JMAP") if clustered else ())]
     for member in status.get("members") or []:  # type: ignore[attr-defined]
         role = str(member.get("role", ""))
         if member.get("id") == me:
@@ -206,7 +207,11 @@ def _cluster_table(status: dict[str, object]) -> str:
             name = str(member.get("id"))
             if member.get("id") == leader:
                 role += " (leader)"
-        rows.append((name, role, *(_cell(c) for c in cells), _cell(member.get("lag"))))
+        extra = (_cell(member.get("rpcAddress")), _cell(member.get("jmapUrl"))) if clustered else ()
+        rows.append((name, role, *(_cell(c) for c in cells), _cell(member.get("lag")), *extra))
+    for other in status.get("known") or []:  # type: ignore[attr-defined]
+        rows.append((str(other.get("id")), "not a member", "-", "-", "-", "-", "-",
+                     _cell(other.get("rpcAddress")), _cell(other.get("jmapUrl"))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "".join(
         "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)).rstrip() + "\n"

@@ -243,3 +243,17 @@ class ClusterStatusViewTests(SynchronousTestCase):
         status = cluster_status(_Driver(core))
         self.assertEqual(status["leader"], None)
         self.assertEqual(status["members"][0], {"id": "n1", "voter": False, "role": "follower", "lag": None})
+
+    def test_roster_fields(self):
+        """A cluster node adds each member's addresses from its roster, and lists known non-members."""
+        from stalwart.cluster.roster import NodeRecord, Roster
+
+        roster = Roster(NodeRecord("n2", ("10.0.0.2", 7911), "https://two"), now=0)
+        roster.merge([NodeRecord("n1", ("10.0.0.1", 7911), "https://one", version=1),
+                      NodeRecord("x9", ("10.0.0.9", 7911), "https://nine", cluster_id="x9", fresh=False, version=1)],
+                     now=0)
+        status = cluster_status(_Driver(_Core("follower", "n2", {})), roster)
+        by_id = {m["id"]: m for m in status["members"]}
+        self.assertEqual((by_id["n2"]["rpcAddress"], by_id["n2"]["jmapUrl"]), ("10.0.0.2:7911", "https://two"))
+        self.assertEqual(by_id["n1"]["jmapUrl"], "https://one")
+        self.assertEqual([(k["id"], k["clusterId"]) for k in status["known"]], [("x9", "x9")])
