@@ -19,7 +19,7 @@ class SwimConfigTests(SynchronousTestCase):
             self.assertEqual(config.retransmit_limit(members), expected)
 
     def test_suspicion_timeouts(self) -> None:
-        """Shortest = multiplier x max(1, log10 n) x interval; longest = max multiplier x shortest."""
+        """Shortest = multiplier x max(1, log10 n) x interval; longest = max multiplier x shortest (multiplier 1 here)."""
         config = SwimConfig(suspicion_multiplier=1.0, suspicion_max_multiplier=6.0)
         self.assertEqual(config.suspicion_timeouts(3), (0.5, 3.0))
         shortest, longest = config.suspicion_timeouts(100)
