@@ -43,6 +43,8 @@ __all__ = [
     "http_client",
     "run_admin_cli",
     "child_environment",
+    "free_ports",
+    "poll_until",
 ]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -67,6 +69,50 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(count: int) -> List[int]:
+    """
+    C{count} distinct TCP ports on 127.0.0.1 that were free a moment ago
+    (see L{free_port}); the sockets are held open together while choosing,
+    so no port is given twice.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@inlineCallbacks
+def poll_until(what: str, attempt, seconds: float, interval: float = POLL_SECONDS):
+    """
+    Call C{attempt()} (a value or a Deferred) every C{interval} seconds,
+    with reactor timers, until it gives something other than C{None} or
+    C{False}; fire with that.  An exception from C{attempt} counts as "not
+    yet" and is shown if time runs out.
+
+    @param what: what is awaited, for the failure message.
+    @raise AssertionError: not within C{seconds}.
+    """
+    deadline = reactor.seconds() + seconds
+    last = None
+    while True:
+        try:
+            result = yield attempt()
+        except Exception as e:  # noqa: BLE001 - reported below
+            result, last = None, f"{type(e).__name__}: {e}"
+        else:
+            if result is not None and result is not False:
+                returnValue(result)
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s (last error: {last})")
+        yield deferLater(reactor, interval, lambda: None)
 
 
 def child_environment(**extra: str) -> dict:
@@ -270,6 +316,12 @@ class ServerProcess:
                     f"{'reporting its error' if seen else 'starting'} (killed)\n{self.describe()}")
             yield deferLater(reactor, POLL_SECONDS * 2, lambda: None)
         returnValue(self.reason)
+
+    def restart(self) -> None:
+        """Spawn the process again, same arguments and ports, once it has ended."""
+        if self.running:
+            raise RuntimeError("the process is still running")
+        self.start()
 
     def stop(self, seconds: float = 15.0) -> Deferred:
         """SIGTERM, then wait for the end (see L{wait_exit})."""
