@@ -337,6 +337,12 @@ KEYS: tuple[Key, ...] = (
         "IP address the cluster RPC (TCP) and gossip (UDP) sockets bind."),
     Key("rpc-port", 7911, PORT,
         "Port for cluster RPC over TCP and gossip over UDP."),
+    Key("rpc-cert-path", None, PATH,
+        "PEM certificate of the cluster RPC's TLS; without it a self-signed "
+        "one is made in data-dir (peers are admitted by encryption-key, not "
+        "by certificate)."),
+    Key("rpc-key-path", None, PATH,
+        "PEM private key for rpc-cert-path."),
     Key("read-replica", False, BOOLEAN,
         "Replicate and serve reads, but never vote or lead (true or false)."),
     Key("redirect-status", 302, REDIRECT_STATUS,
@@ -532,6 +538,10 @@ class ServerConfig:
     """IP address of the RPC and gossip sockets."""
     rpc_port: int = _field("rpc-port")
     """Port of cluster RPC (TCP) and gossip (UDP)."""
+    rpc_cert_path: Optional[str] = _field("rpc-cert-path")
+    """PEM certificate of the RPC TLS listener, or C{None} for a generated one."""
+    rpc_key_path: Optional[str] = _field("rpc-key-path")
+    """PEM key of rpc_cert_path."""
     read_replica: bool = _field("read-replica")
     """Whether this node only replicates and serves reads."""
     redirect_status: int = _field("redirect-status")
@@ -600,6 +610,15 @@ class ServerConfig:
             )
         if self.lmtp_tls_only and self.lmtp_cert_path is None:
             raise ConfigError("lmtp-tls-only: needs lmtp-cert-path and lmtp-key-path")
+        if (self.rpc_cert_path is None) != (self.rpc_key_path is None):
+            given, missing = (
+                ("rpc-cert-path", "rpc-key-path") if self.rpc_key_path is None else ("rpc-key-path", "rpc-cert-path")
+            )
+            raise ConfigError(f"{given}: given without {missing} (give both, or neither for a generated one)")
+        if self.seed_nodes and self.encryption_key is None:
+            raise ConfigError("seed-nodes: needs encryption-key (the same on every node of the cluster)")
+        if self.read_replica and not self.seed_nodes:
+            raise ConfigError("read-replica: needs seed-nodes and encryption-key (a replica of which cluster?)")
         if self.smtp_relay_auth != "none" and self.smtp_relay_secret is None:
             raise ConfigError(f"smtp-relay-auth: {self.smtp_relay_auth} needs smtp-relay-secret")
 

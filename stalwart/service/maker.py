@@ -254,6 +254,7 @@ def _rpc_factory(config: ServerConfig, reactor, urandom: Callable[[int], bytes])
             reactor=reactor, bind_addr=config.rpc_bind_addr, port=config.rpc_port,
             encryption_key=config.encryption_key, data_dir=config.data_dir, rng=random.SystemRandom(),
             urandom=urandom, timeout_ms=config.rpc_timeout, backoff_max_ms=config.rpc_backoff_max,
+            cert_path=config.rpc_cert_path, key_path=config.rpc_key_path,
             message_bytes_max=message_bytes_max, **arguments,
         )
 

@@ -51,7 +51,8 @@ class KeyTableTests(SynchronousTestCase):
             "push-timeout": 10000, "push-expires-max": 604_800_000,
             "admin-secret": None, "log-level": "info",
             "encryption-key": None, "seed-nodes": (), "rpc-advertise-addr": None,
-            "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "read-replica": False,
+            "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "rpc-cert-path": None, "rpc-key-path": None,
+            "read-replica": False,
             "redirect-status": 302, "rpc-timeout": 1000, "rpc-backoff-max": 2000,
             "raft-election-timeout": 1000, "raft-batch-max": 10_485_760,
             "jmap-cert-path": None, "jmap-key-path": None, "jmap-url": None,
@@ -179,7 +180,7 @@ class ServerConfigTests(SynchronousTestCase):
         C{seed_nodes} accepts a list and stores a tuple; entries are host,
         host:port or [ipv6]:port.
         """
-        config = ServerConfig(seed_nodes=["a.example", "10.0.0.2:7912", "[::1]:7911"])
+        config = ServerConfig(seed_nodes=["a.example", "10.0.0.2:7912", "[::1]:7911"], encryption_key="k")
         self.assertEqual(config.seed_nodes, ("a.example", "10.0.0.2:7912", "[::1]:7911"))
         self.assertRaises(ConfigError, ServerConfig, seed_nodes=["a:99999"])
         self.assertRaises(ConfigError, ServerConfig, seed_nodes=["[a]:1"])
@@ -196,6 +197,16 @@ class ServerConfigTests(SynchronousTestCase):
         )
         error = self.assertRaises(ConfigError, ServerConfig, jmap_key_path="k")
         self.assertTrue(str(error).startswith("jmap-key-path: given without jmap-cert-path"))
+        error = self.assertRaises(ConfigError, ServerConfig, rpc_cert_path="c")
+        self.assertTrue(str(error).startswith("rpc-cert-path: given without rpc-key-path"))
+
+    def test_cluster_keys_need_the_key(self) -> None:
+        """seed-nodes or read-replica without encryption-key cannot make a cluster: a clear error, not a lone node."""
+        error = self.assertRaises(ConfigError, ServerConfig, seed_nodes=("10.0.0.2",))
+        self.assertEqual(str(error), "seed-nodes: needs encryption-key (the same on every node of the cluster)")
+        error = self.assertRaises(ConfigError, ServerConfig, read_replica=True)
+        self.assertTrue(str(error).startswith("read-replica: needs seed-nodes"))
+        ServerConfig(seed_nodes=("10.0.0.2",), encryption_key="k")
 
     def test_frozen(self) -> None:
         """

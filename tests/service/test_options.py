@@ -179,7 +179,7 @@ class CommandLineTests(OptionsTestCase):
         true/false/yes/no/1/0 are booleans, in any case.
         """
         for text, value in [("true", True), ("No", False), ("1", True), ("0", False)]:
-            self.assertIs(self.parse(f"--read-replica={text}").config.read_replica, value)
+            self.assertIs(self.parse("--encryption-key=k", "--seed-nodes=10.0.0.2", f"--read-replica={text}").config.read_replica, value)
 
     def test_bad_values(self) -> None:
         """
@@ -312,6 +312,7 @@ class ConfigFileTests(OptionsTestCase):
             "# a comment\n\n"
             "jmap-port: 9000   # inline comment\n"
             "seed-nodes: 192.168.0.102 ; 192.168.0.101\n"
+            "encryption-key: SECURE_ENCRYPTION_KEY\n"
             "admin-secret: 'with # inside'\n"
             "read-replica: true\n"
         )
