@@ -123,6 +123,9 @@ class Simulation:
                 snapshot_bytes=rng.choice([0, 150]),
             )
         self.chunk_bytes = rng.choice([16, 64, 4096])
+        #: Compacting runs read old entries back from storage or not (the
+        #: service does; without, memory must hold what followers need).
+        self.read_back = not self.compacting or rng.random() < 0.5
         self.raft_config = RaftConfig(
             inflight_appends_max=rng.choice([1, 4, 64]),
             append_batch_bytes_max=rng.choice([40, 200, 1 << 20]),
@@ -159,6 +162,7 @@ class Simulation:
     def describe(self) -> str:
         return (f"size={self.size} bootstrap={self.bootstrap} loss={self.loss} dup={self.duplication} "
                 f"delay_max={self.delay_max} write_max={self.write_max} chunk={self.chunk_bytes} "
+                f"read_back={self.read_back} "
                 f"{self.raft_config}")
 
     # -- nodes -------------------------------------------------------------
@@ -182,7 +186,7 @@ class Simulation:
             keep_from = node.applied + 1
         lo = min(max(storage.first, keep_from), node.applied + 1)
         log = RaftLog(storage.last_index, storage.term_at, storage.tail(lo), node.applied,
-                      read_stable=None if self.compacting else storage.read,
+                      read_stable=storage.read if self.read_back else None,
                       snapshot_index=snapshot_index, snapshot_term=meta.term if meta else 0)
         node.core = RaftCore(
             self.raft_config, node.name, log, storage.hard_state,
