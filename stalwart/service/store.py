@@ -8,14 +8,16 @@ entries (so they apply in order), a small pool serves reads.
 
 from __future__ import annotations
 
+import fcntl
 import os
-from typing import Mapping
+from typing import Mapping, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from stalwart.service.errors import ConfigError
 from stalwart.store.apply import Handler, StateMachine
 from stalwart.store.blobs import BlobStore
 from stalwart.service.worker import ThreadWorker
@@ -38,6 +40,25 @@ def synchronous_worker(f, *args):
     return maybeDeferred(f, *args)
 
 
+def lock_data_dir(data_dir: str) -> int:
+    """
+    Hold an exclusive lock on C{data_dir} for as long as the returned file
+    descriptor is open: two processes writing one Raft log and one
+    state.db would corrupt both.  The kernel drops the lock when the
+    process dies, so a crash never leaves the directory locked.
+    @raise ConfigError: another process holds it.
+    """
+    path = os.path.join(data_dir, "lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"{os.path.abspath(data_dir)}: in use by another stalwart-jmap process "
+                          "(each node needs its own data-dir)") from None
+    return fd
+
+
 class StoreService(Service):
     def __init__(self, data_dir: str, handlers: Mapping[str, Handler], reactor, threads: bool = True, schema: str = "") -> None:
         """
@@ -54,6 +75,7 @@ class StoreService(Service):
         self.blobs = None
         self._pools = []
         self._apply_thread = None
+        self._lock: Optional[int] = None
         if threads:
             self._apply_thread = ThreadWorker("stalwart-apply", reactor.callFromThread)
             self._read_pool = ThreadPool(1, READ_THREADS, name="stalwart-read")
@@ -65,6 +87,7 @@ class StoreService(Service):
 
     def startService(self) -> None:
         os.makedirs(self.data_dir, exist_ok=True)
+        self._lock = lock_data_dir(self.data_dir)
         db_path = os.path.join(self.data_dir, "state.db")
         self.blobs = BlobStore(os.path.join(self.data_dir, "blobs"))
         self.state_machine = StateMachine(db_path, self.blobs, self._handlers, self._schema)
@@ -86,3 +109,6 @@ class StoreService(Service):
             self.reader.close()
         if self.state_machine is not None:
             self.state_machine.close()
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock
+            self._lock = None

@@ -15,7 +15,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ProcessTerminated
 from twisted.trial.unittest import TestCase
 
-from tests.integration.server import ServerTestMixin, check_one_line, free_port
+from tests.integration.server import ServerTestMixin, check_one_line, free_port, http_client
 
 __all__ = ["FailedStartMixin"]
 
@@ -70,3 +70,12 @@ class StartupErrorTests(FailedStartMixin, TestCase):
         holder.listen(1)
         port = holder.getsockname()[1]
         return self.assertRefusedStart([], "jmap-port", str(port), port=port)
+
+    @inlineCallbacks
+    def test_data_dir_in_use(self):
+        """A second process on a running node's data-dir: one line naming the directory, and the first keeps running."""
+        first = yield self.start_server()
+        yield self.assertRefusedStart([], "in use by another stalwart-jmap process", data_dir=first.data_dir)
+        self.assertIsNone(first.reason, first.describe())
+        status = yield first.wait_ready(http_client())
+        self.assertEqual(status, 401)
