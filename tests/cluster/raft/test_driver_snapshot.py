@@ -13,6 +13,7 @@ import random
 import sqlite3
 from typing import Dict, List
 
+import attrs
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,7 +22,12 @@ from stalwart.cluster.raft.boot import open_raft_log, tail_start
 from stalwart.cluster.raft.core import RaftConfig, RaftCore
 from stalwart.cluster.raft.driver import RaftDriver
 from stalwart.cluster.raft.hardstate import HardStateFile
-from stalwart.cluster.raft.messages import InstallSnapshot, SnapshotMeta, decode_configuration
+from stalwart.cluster.raft.messages import (
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    SnapshotMeta,
+    decode_configuration,
+)
 from stalwart.cluster.raft.segments.files import SegmentLog
 from stalwart.store.apply import StateMachine
 from stalwart.store.blobs import BlobStore
@@ -185,6 +191,37 @@ class DriverSnapshotTests(SynchronousTestCase):
         self.propose(1, start=22)
         self.heartbeats(2)
         self.assertEqual(b.value("k22"), 22)
+
+    def test_corrupt_transfer_changes_nothing(self) -> None:
+        """
+        A snapshot damaged on the way is refused when its last chunk is
+        checked: the follower stops writing (like any storage failure),
+        never answers that it installed it, and its log and state are
+        unchanged, so a restart starts clean.
+        """
+        self.propose(12)
+        b = Node(self, self.network, "b", ())
+        send = self.network.send
+
+        def corrupting(message):
+            if isinstance(message, InstallSnapshot) and message.offset == 0 and message.data:
+                data = bytearray(message.data)
+                data[-1] ^= 0xFF
+                message = attrs.evolve(message, data=bytes(data))
+            send(message)
+
+        self.network.send = corrupting
+        self.a.driver._send = corrupting
+        self.a.driver.core.propose_config_change(add_learner="b")
+        self.a.driver._pump()
+        self.heartbeats()
+        self.assertIsNotNone(b.driver._failure)
+        self.assertIn("checksum", str(b.driver._failure))
+        self.assertEqual(b.machine.last_applied, 0)
+        self.assertIsNone(b.snapshots.newest())
+        done = [m for m in self.network.sent if isinstance(m, InstallSnapshotResponse) and m.done]
+        self.assertEqual(done, [])
+        self.flushLoggedErrors()
 
     def test_crash_between_snapshot_file_and_restore(self) -> None:
         """
