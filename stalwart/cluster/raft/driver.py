@@ -140,6 +140,7 @@ class RaftDriver:
         self._snapshots = snapshots
         self._read_worker = read_worker or log_worker
         self._chunk_bytes = chunk_bytes
+        self._compactions = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -161,7 +162,7 @@ class RaftDriver:
         return d
 
     def _check_idle(self) -> None:
-        if not self._stopping or self._writes_queued or self._applying is not None:
+        if not self._stopping or self._writes_queued or self._applying is not None or self._compactions:
             return
         if self.core.has_ready() and self._failure is None:
             return  # committed entries still to hand to the state machine
@@ -421,7 +422,14 @@ class RaftDriver:
     def _snapshot_taken(self, meta: SnapshotMeta) -> None:
         keep_from = self.core.snapshot_taken(meta)
         self.log.info("raft snapshot at {index}, log kept from {keep}", index=meta.index, keep=keep_from)
-        self._log_worker(self._segments.truncate_prefix, keep_from).addErrback(self._fail)
+        self._compactions += 1
+
+        def compacted(result):
+            self._compactions -= 1
+            self._check_idle()
+            return result
+
+        self._log_worker(self._segments.truncate_prefix, keep_from).addBoth(compacted).addErrback(self._fail)
 
     def _snapshot_failed(self, failure) -> None:
         # The state is intact: the core asks again after another interval.
