@@ -258,7 +258,8 @@ ELECTION_TIMEOUT = _integer(200, None, "a duration in milliseconds >= 200")
 
 KEYS: tuple[Key, ...] = (
     Key("data-dir", "./stalwart-data", PATH,
-        "Directory for the Raft log, state.db and blobs; created at start if missing."),
+        "Directory for the Raft log, state.db and blobs; created at start if missing. "
+        "A cluster node given no data-dir uses ./stalwart-data-<jmap-port>. One process per directory (locked)."),
     Key("jmap-url", None, HTTP_URL,
         "Public base URL of this node's JMAP service, used in the session resource "
         "and in redirects to the leader. Set it when clients reach the node by "

@@ -147,6 +147,11 @@ def build_config(
             values[key.attribute] = key.kind.parse(text.strip())
         except ValueError as e:
             raise ConfigError(f"{where}{key.name}: {e}") from None
+    if "data_dir" not in values and values.get("seed_nodes"):
+        # Cluster nodes started side by side from one directory, as in the
+        # clustering quick start, must not share the default data-dir
+        # (its lock would stop the second): one per JMAP port.
+        values["data_dir"] = f"{KEYS_BY_NAME['data-dir'].default}-{values.get('jmap_port', KEYS_BY_NAME['jmap-port'].default)}"
     return ServerConfig(**values)  # type: ignore[arg-type]
 
 

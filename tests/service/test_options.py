@@ -298,6 +298,17 @@ class TLSFileTests(OptionsTestCase):
         self.assertIn("is encrypted", message)
 
 
+class ClusterDataDirTests(OptionsTestCase):
+    """The quick start's nodes, started from one directory with no data-dir, each get their own."""
+
+    def test_one_data_dir_per_jmap_port(self) -> None:
+        base = ["--encryption-key=k", "--seed-nodes=127.0.0.1:7912"]
+        self.assertEqual(self.parse(*base, "--jmap-port=8081").config.data_dir, "./stalwart-data-8081")
+        self.assertEqual(self.parse(*base, "--jmap-port=8082").config.data_dir, "./stalwart-data-8082")
+        self.assertEqual(self.parse(*base, "--jmap-port=8081", "--data-dir=/srv/a").config.data_dir, "/srv/a")
+        self.assertEqual(self.parse("--jmap-port=8081").config.data_dir, "./stalwart-data")
+
+
 class ConfigFileTests(OptionsTestCase):
     """
     Keys given in the file named by C{--config}.
