@@ -73,6 +73,15 @@ torn record.  At open, L{recovery} reads every file in order and checks:
     last one ending early, an index gap between files, a bad magic or version)
     raises L{CorruptLogError} naming the file and byte offset: the node
     refuses to start.  Data is never skipped silently.
+
+The first file need not start at index 1 (Raft paper section 7): compaction
+deletes whole files from the front once a snapshot covers them, oldest first
+with a directory fsync each (L{SegmentLog.truncate_prefix}), and a follower
+that installs a snapshot its log does not match removes every file, newest
+first, then starts one empty file after the snapshot (L{SegmentLog.reset}).
+The snapshot file is durable before either happens, so a crash in between
+leaves a log that L{stalwart.cluster.raft.boot.open_raft_log} reconciles
+with the snapshot at start.
 """
 
 from __future__ import annotations
