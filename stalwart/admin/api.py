@@ -20,6 +20,7 @@ from twisted.web.resource import Resource
 
 from stalwart.auth.authenticate import token_digest
 from stalwart.auth.passwords import hash_password
+from stalwart.cluster.raft.core import ConfigChangeRefused
 from stalwart.jmap.http import HttpError, run_async, send_json
 from stalwart.store.accounts import list_accounts
 from stalwart.store.commands import Command
@@ -49,6 +50,10 @@ class AdminApi(Resource):
         if path == ["cluster"] and method == b"GET":
             cluster = self.node.cluster
             send_json(request, 200, cluster_status(self.node.raft.driver, cluster.roster if cluster else None))
+            return
+        if len(path) == 3 and path[:2] == ["cluster", "members"] and method == b"DELETE":
+            self._remove_member(path[2])
+            _no_content(request)
             return
         if path == ["accounts"] and method == b"GET":
             accounts = yield self.node.reader.run(list_accounts)
@@ -91,6 +96,24 @@ class AdminApi(Resource):
         expected = b"Bearer " + secret.encode("utf-8")
         if not hmac.compare_digest(given, expected):
             raise HttpError(401, "wrong admin secret", headers={b"www-authenticate": b'Bearer realm="stalwart-jmap-admin"'})
+
+    def _remove_member(self, node_id: str) -> None:
+        """
+        Take a node out of the Raft configuration for good (a machine
+        retired or rebuilt under a new id): the only way the quorum
+        shrinks.  Only the leader can; others answer 421 naming it.
+        """
+        driver = self.node.raft.driver
+        if not driver.is_leader:
+            leader = self.node.routing_state()[1]
+            raise HttpError(421, f"only the leader removes members; ask {leader or 'the leader, once elected'}")
+        core = driver.core
+        if node_id not in core.configuration.members:
+            raise HttpError(404, f"{node_id} is not a member")
+        try:
+            driver.change_configuration(remove=node_id)
+        except ConfigChangeRefused as e:
+            raise HttpError(409, f"cannot remove {node_id} now: {e.reason}") from None
 
     @inlineCallbacks
     def _write(self, kind, args):

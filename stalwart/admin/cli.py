@@ -146,6 +146,10 @@ def _parser(out: TextIO) -> _Parser:
         "status", help="each member's role, term, log/commit/applied indexes and lag", out=out
     )
     status.add_argument("--json", action="store_true", help="print JSON")
+    remove = cluster_commands.add_parser(
+        "remove", help="take a node out of the cluster for good (ask the leader)", out=out
+    )
+    remove.add_argument("node", help="the node id, as cluster status shows it")
     return parser
 
 
@@ -251,6 +255,9 @@ def _execute(arguments: argparse.Namespace, client: AdminClient, console: Consol
     elif command == ("cluster", "status"):
         status = client.cluster_status()
         out.write(json.dumps(status, indent=2) + "\n" if arguments.json else _cluster_table(status))
+    elif command == ("cluster", "remove"):
+        client.remove_member(arguments.node)
+        out.write(f"removed {arguments.node} from the cluster configuration\n")
     else:
         assert command == ("token", "create"), command
         out.write(client.create_token(arguments.name) + "\n")

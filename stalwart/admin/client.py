@@ -261,6 +261,10 @@ class AdminClient:
             self.request("POST", f"/admin/accounts/{_segment(name)}/tokens"), "token", str
         )
 
+    def remove_member(self, node_id: str) -> None:
+        """Take C{node_id} out of the Raft configuration (the leader must be asked)."""
+        self.request("DELETE", f"/admin/cluster/members/{_segment(node_id)}")
+
     def cluster_status(self) -> dict[str, object]:
         """
         The server's view of its Raft group: C{{"node", "role", "term",

@@ -224,7 +224,8 @@ class Promote:
 
 
 def next_change(roster: Roster, cluster_id: Optional[str], voters: Iterable[str], learners: Iterable[str],
-                matched: Mapping[str, int], last_index: int, promote_lag_max: int):
+                matched: Mapping[str, int], last_index: int, promote_lag_max: int,
+                removed: Iterable[str] = ()):
     """
     The leader's next configuration change, or None: add a known node that
     may join (fresh, or already of this cluster) as a learner; promote a
@@ -232,10 +233,13 @@ def next_change(roster: Roster, cluster_id: Optional[str], voters: Iterable[str]
     C{promote_lag_max} entries of ours (C{matched}: each peer's match
     index).  Members are never removed here: an unreachable node may come
     back, and shrinking the quorum silently is what the issue forbids.
+    Nodes an operator removed (C{removed}, kept by the state machine) are
+    not added back.
     """
     members = set(voters) | set(learners)
+    removed = set(removed)
     for record in roster.records():
-        if record.node_id in members:
+        if record.node_id in members or record.node_id in removed:
             continue
         if record.fresh or (cluster_id is not None and record.cluster_id == cluster_id):
             return AddLearner(record.node_id)

@@ -268,8 +268,9 @@ class ClusterService(Service):
         driver = self.raft.driver
         core = driver.core
         matched = {peer: p.match for peer, p in core.progress().items()}
-        change = next_change(self.roster, self.store.state_machine.cluster_id, core.voters, core.learners, matched,
-                             core.log.last_index, core.config.promote_lag_entries_max)
+        state = self.store.state_machine
+        change = next_change(self.roster, state.cluster_id, core.voters, core.learners, matched,
+                             core.log.last_index, core.config.promote_lag_entries_max, state.removed_members)
         if change is None:
             return
         try:

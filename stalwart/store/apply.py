@@ -17,8 +17,9 @@ here while other nodes apply it would make replicas diverge.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from typing import Any, Callable, Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence
 
 import attrs
 from twisted.logger import Logger
@@ -54,6 +55,16 @@ class _Isolate(Exception):
     """An entry must be undone alone: apply the batch again with savepoints."""
 
 
+def _removed_members(previous: Optional[bytes], configs: Sequence[bytes], removed: FrozenSet[str]) -> FrozenSet[str]:
+    """C{removed} plus the members each configuration in turn dropped, minus those it (re)admitted."""
+    members = decode_configuration(previous).members if previous is not None else frozenset()
+    for data in configs:
+        new = decode_configuration(data).members
+        removed = (removed | (members - new)) - new
+        members = new
+    return removed
+
+
 class StateMachine:
     log = Logger(observer=observer)
 
@@ -82,6 +93,9 @@ class StateMachine:
         #: The cluster this state belongs to: the smallest voter of the
         #: first configuration applied (its founder), the same on every
         #: node; None until one is applied.
+        #: Nodes taken out of the configuration: the leader never adds
+        #: them back by itself (L{stalwart.cluster.roster.next_change}).
+        self.removed_members = frozenset(json.loads(raft_state.get("removed", b"[]")))
         cluster_id = raft_state.get("cluster_id")
         self.cluster_id = cluster_id.decode() if cluster_id is not None else None
 
@@ -129,8 +143,11 @@ class StateMachine:
             )
             configs = [e.data for e in entries if e.kind == ENTRY_CONFIG]
             raft_state = [("applied_term", str(entries[-1].term).encode())]
+            removed = self.removed_members
             if configs:
                 raft_state.append(("configuration", configs[-1]))
+                removed = _removed_members(self.configuration, configs, removed)
+                raft_state.append(("removed", json.dumps(sorted(removed)).encode()))
             cluster_id = self.cluster_id
             if cluster_id is None and configs:
                 cluster_id = min(decode_configuration(configs[0]).voters)
@@ -146,6 +163,7 @@ class StateMachine:
         self.last_applied_term = entries[-1].term
         if configs:
             self.configuration = configs[-1]
+            self.removed_members = removed
         self.cluster_id = cluster_id
         self._changed = self._collector.take()
         return results

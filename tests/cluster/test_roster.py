@@ -128,6 +128,12 @@ class NextChangeTests(SynchronousTestCase):
         self.assertIsNone(next_change(roster, "a", {"a"}, {"b", "r"}, {"b": 0, "r": 100}, 100, 10))
         self.assertEqual(next_change(roster, "a", {"a"}, {"b", "r"}, {"b": 95, "r": 100}, 100, 10), Promote("b"))
 
+    def test_removed_nodes_stay_out(self) -> None:
+        """A node an operator removed is not added back, though it still answers exchanges."""
+        roster = self.roster(record("b", cluster_id="a", fresh=False), record("c"))
+        self.assertEqual(next_change(roster, "a", {"a"}, (), {}, 10, 100, removed={"b"}), AddLearner("c"))
+        self.assertIsNone(next_change(roster, "a", {"a"}, {"c"}, {"c": 0}, 10, 5, removed={"b"}))
+
     def test_never_removes(self) -> None:
         """A voter missing from the roster stays: removal is never automatic here."""
         roster = self.roster()

@@ -172,6 +172,22 @@ class InProcessClusterTests(ClusterCase):
         others = [n for n in nodes if n is not leader]
         self.assertEqual(self.leader(others).node.routing_state()[0], True)
 
+    def test_admin_removes_a_member(self) -> None:
+        """DELETE /admin/cluster/members/ID on the leader shrinks the configuration; a follower answers 421."""
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        gone = follower.service.getServiceNamed("raft").node_id
+        self.assertEqual(leader.admin("DELETE", f"/cluster/members/{gone}x").status, 404)
+        self.assertEqual(follower.admin("DELETE", f"/cluster/members/{gone}").status, 421)
+        self.assertEqual(leader.admin("DELETE", f"/cluster/members/{gone}").status, 204)
+        self.run_for(1)
+        for node in nodes:
+            if node is not follower:
+                self.assertNotIn(gone, node.service.getServiceNamed("raft").driver.core.configuration.members)
+        self.assertEqual(len(self.cores([leader])[0].voters), 2)
+
 
 class MailClusterTests(ClusterCase):
     """LMTP and push on followers (the mail extension on every node)."""

@@ -103,6 +103,21 @@ class StateMachineTests(SynchronousTestCase):
         self.assertEqual(results, [None, None])
         self.assertEqual(self.machine.last_applied, 2)
 
+    def test_removed_members_kept(self) -> None:
+        """Members a configuration drops are remembered (across reopening) until one adds them again."""
+        from stalwart.cluster.raft.messages import ENTRY_CONFIG, Configuration, encode_configuration
+
+        def config(index, voters, learners=()):
+            data = encode_configuration(Configuration(voters=frozenset(voters), learners=frozenset(learners)))
+            return Entry(term=1, index=index, kind=ENTRY_CONFIG, data=data)
+
+        self.machine.apply([config(1, {"a"}), config(2, {"a"}, {"b"}), config(3, {"a", "b"}), config(4, {"a"})])
+        self.assertEqual(self.open().removed_members, {"b"})
+        self.machine.apply([config(5, {"a"}, {"c"}), config(6, {"a"})])
+        self.assertEqual(self.open().removed_members, {"b", "c"})
+        self.machine.apply([config(7, {"a"}, {"b"})])
+        self.assertEqual(self.open().removed_members, {"c"})
+
     def test_configuration_and_term_kept(self) -> None:
         """The newest applied configuration and the applied entry's term survive reopening (a restart starts from them)."""
         from stalwart.cluster.raft.messages import ENTRY_CONFIG, Configuration, encode_configuration
@@ -117,6 +132,7 @@ class StateMachineTests(SynchronousTestCase):
         self.assertEqual((self.machine.configuration, self.machine.last_applied_term), (second, 3))
         self.assertEqual((reopened.configuration, reopened.last_applied_term), (second, 3))
         self.assertEqual((self.machine.cluster_id, reopened.cluster_id), ("n1", "n1"))
+        self.assertEqual(reopened.removed_members, frozenset())
         # A failed batch changes neither.
         with self.assertRaises(sqlite3.OperationalError):
             self.machine.apply([Entry(term=4, index=4, kind=ENTRY_CONFIG, data=first), entry(5, "disk")])
