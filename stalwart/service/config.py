@@ -363,7 +363,8 @@ KEYS: tuple[Key, ...] = (
     Key("lmtp-bind-addr", "127.0.0.1", HOST,
         "IP address the LMTP listener (RFC 2033) binds; the MTA hands mail over there."),
     Key("lmtp-port", 11200, PORT,
-        "TCP port of the LMTP listener; 0 disables LMTP."),
+        "TCP port of the LMTP listener; 0 disables LMTP. A cluster node given "
+        "no lmtp-port uses 11200 + (jmap-port - 8080)."),
     Key("lmtp-cert-path", None, PATH,
         "PEM certificate (chain) offered by LMTP STARTTLS; give it with lmtp-key-path.",
         "none: no STARTTLS"),

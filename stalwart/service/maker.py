@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Optional
 
 from twisted.application.service import MultiService
 from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
 
 from stalwart import logs
 from stalwart.admin.api import AdminApi
@@ -67,6 +68,22 @@ Options = TwistdOptions
 _STARTUP_ERRORS = (ConfigError, CorruptLogError)
 
 
+class StartupFailed(Exception):
+    """A start-up problem the operator must fix, reported by a daemonized twistd."""
+
+
+def _daemonized() -> bool:
+    """
+    Whether twistd daemonized this process (no C{-n}): its standard error
+    is then on /dev/null (a C{-n} process whose errors go to /dev/null
+    loses nothing by being taken for one).
+    """
+    try:
+        return os.path.samefile("/proc/self/fd/2", os.devnull)
+    except OSError:
+        return False
+
+
 class StalwartService(MultiService):
     """
     The node.  When C{exit_on_error} is set (under twistd), a start-up
@@ -90,6 +107,13 @@ class StalwartService(MultiService):
                     child.stopService()
             self.running = 0
             if self.exit_on_error and isinstance(e, _STARTUP_ERRORS):
+                if _daemonized():
+                    # twistd's parent process waits for the daemon's start
+                    # report on a pipe, written only for an Exception; it
+                    # prints (the first 100 bytes of) the message and
+                    # exits 1; the whole line goes to the log.
+                    Logger(observer=logs.observer).critical("stalwart-jmap: error: {error}", error=str(e))
+                    raise StartupFailed(str(e)) from None
                 # twistd has redirected sys.stderr into the log by now: say
                 # it on the real stderr, where the operator is looking.
                 print(f"stalwart-jmap: error: {e}", file=sys.__stderr__, flush=True)

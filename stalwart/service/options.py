@@ -147,11 +147,16 @@ def build_config(
             values[key.attribute] = key.kind.parse(text.strip())
         except ValueError as e:
             raise ConfigError(f"{where}{key.name}: {e}") from None
-    if "data_dir" not in values and values.get("seed_nodes"):
-        # Cluster nodes started side by side from one directory, as in the
-        # clustering quick start, must not share the default data-dir
-        # (its lock would stop the second): one per JMAP port.
-        values["data_dir"] = f"{KEYS_BY_NAME['data-dir'].default}-{values.get('jmap_port', KEYS_BY_NAME['jmap-port'].default)}"
+    if values.get("seed_nodes"):
+        # Cluster nodes started side by side on one machine, as in the
+        # clustering quick start, must not share the default data-dir (its
+        # lock would stop the second) nor the default LMTP port: each
+        # takes its own from its JMAP port.
+        jmap_port = values.get("jmap_port", KEYS_BY_NAME["jmap-port"].default)
+        offset = jmap_port - KEYS_BY_NAME["jmap-port"].default
+        values.setdefault("data_dir", f"{KEYS_BY_NAME['data-dir'].default}-{jmap_port}")
+        if "lmtp_port" not in values and 0 < KEYS_BY_NAME["lmtp-port"].default + offset < 65536:
+            values["lmtp_port"] = KEYS_BY_NAME["lmtp-port"].default + offset
     return ServerConfig(**values)  # type: ignore[arg-type]
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ProcessTerminated
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-from tests.integration.server import ServerTestMixin, check_one_line, free_port, http_client
+from tests.integration.server import _TWISTD, ServerTestMixin, check_one_line, free_port, http_client
 
 __all__ = ["FailedStartMixin"]
 
@@ -79,3 +81,30 @@ class StartupErrorTests(FailedStartMixin, TestCase):
         self.assertIsNone(first.reason, first.describe())
         status = yield first.wait_ready(http_client())
         self.assertEqual(status, 401)
+
+    @inlineCallbacks
+    def test_daemonized_start_refused(self):
+        """
+        Without -n, twistd's parent waits for the daemon's start report: a
+        refused start must end it with status 1 and the reason, not hang.
+        """
+        from twisted.internet import reactor
+
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        d = getProcessOutputAndValue(sys.executable, [
+            "-c", _TWISTD, f"--pidfile={directory}/pid", f"--logfile={directory}/log", "stalwart-jmap",
+            f"--data-dir={directory}/data", f"--jmap-port={port}", "--lmtp-port=0",
+        ], env=env, path=directory)
+        d.addTimeout(EXIT_SECONDS_MAX * 2, reactor)
+        out, err, code = yield d
+        self.assertEqual(code, 1, err)
+        self.assertIn(f"jmap-port: cannot listen on 127.0.0.1:{port}".encode(), err)
+        with open(f"{directory}/log") as log:
+            self.assertIn(f"stalwart-jmap: error: jmap-port: cannot listen on 127.0.0.1:{port}", log.read())

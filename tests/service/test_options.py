@@ -308,6 +308,14 @@ class ClusterDataDirTests(OptionsTestCase):
         self.assertEqual(self.parse(*base, "--jmap-port=8081", "--data-dir=/srv/a").config.data_dir, "/srv/a")
         self.assertEqual(self.parse("--jmap-port=8081").config.data_dir, "./stalwart-data")
 
+    def test_one_lmtp_port_per_jmap_port(self) -> None:
+        """The quick start's nodes do not fight over LMTP port 11200: 8081 -> 11201 unless lmtp-port is given."""
+        base = ["--encryption-key=k", "--seed-nodes=127.0.0.1:7912"]
+        self.assertEqual(self.parse(*base, "--jmap-port=8081").config.lmtp_port, 11201)
+        self.assertEqual(self.parse(*base, "--jmap-port=8080").config.lmtp_port, 11200)
+        self.assertEqual(self.parse(*base, "--jmap-port=8083", "--lmtp-port=0").config.lmtp_port, 0)
+        self.assertEqual(self.parse("--jmap-port=8081").config.lmtp_port, 11200)
+
 
 class ConfigFileTests(OptionsTestCase):
     """
