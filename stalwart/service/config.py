@@ -175,6 +175,7 @@ def _is_text(value: object) -> bool:
 
 PORT = _integer(0, 65535, "a port number (0-65535)")
 COUNT = _integer(1, None, "a whole number >= 1")
+COUNT_OR_ZERO = _integer(0, None, "a whole number >= 0")
 NAME_LENGTH = _integer(100, 65535, "a length in octets from 100 to 65535")
 SIZE = _integer(1, None, "a size in bytes >= 1")
 MILLISECONDS = _integer(0, None, "a duration in milliseconds >= 0")
@@ -360,6 +361,10 @@ KEYS: tuple[Key, ...] = (
         "milliseconds (at least 200)."),
     Key("raft-batch-max", 10_485_760, SIZE,
         "Largest AppendEntries payload sent to one follower, in bytes."),
+    Key("raft-snapshot-entries", 10000, COUNT_OR_ZERO,
+        "Entries applied between snapshots of the state (state.db and blobs); "
+        "the log before a snapshot is deleted, and a follower too far behind "
+        "receives the snapshot. 0 never snapshots (the log grows for ever)."),
     Key("lmtp-bind-addr", "127.0.0.1", HOST,
         "IP address the LMTP listener (RFC 2033) binds; the MTA hands mail over there."),
     Key("lmtp-port", 11200, PORT,
@@ -555,6 +560,8 @@ class ServerConfig:
     raft_election_timeout: int = _field("raft-election-timeout")
     """Election timeout, in milliseconds (at least 200)."""
     raft_batch_max: int = _field("raft-batch-max")
+    raft_snapshot_entries: int = _field("raft-snapshot-entries")
+    """Entries applied between snapshots; 0 for none."""
     """Largest AppendEntries payload, in bytes."""
     lmtp_bind_addr: str = _field("lmtp-bind-addr")
     """IP address of the LMTP listener."""

@@ -142,6 +142,8 @@ class StalwartService(MultiService):
                     authenticator.accounts_changed()
 
             self.node.raft.driver.on_applied(applied)
+            # A restored snapshot may change any account.
+            self.node.raft.driver.on_restored(lambda meta: authenticator.accounts_changed())
 
 
 def _account_handler(function):
@@ -226,7 +228,8 @@ def build_service(
     store.setServiceParent(top)
     clustered = config.encryption_key is not None
     raft = RaftService(config.data_dir, store, reactor, urandom, threads=threads,
-                       raft_config=raft_config(config.raft_election_timeout, config.raft_batch_max),
+                       raft_config=raft_config(config.raft_election_timeout, config.raft_batch_max,
+                                               config.raft_snapshot_entries),
                        clustered=clustered and bool(config.seed_nodes), read_replica=config.read_replica)
     raft.setName("raft")
     raft.setServiceParent(top)

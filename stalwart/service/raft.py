@@ -22,25 +22,37 @@ from twisted.application.service import Service
 from stalwart.cluster.raft.core import RaftConfig, RaftCore
 from stalwart.cluster.raft.driver import RaftDriver
 from stalwart.cluster.raft.hardstate import HardStateFile
-from stalwart.cluster.raft.log import RaftLog
+from stalwart.cluster.raft.boot import open_raft_log
 from stalwart.cluster.raft.messages import decode_configuration, decode_entry_payload
-from stalwart.cluster.raft.segments.files import SegmentLog
-from stalwart.service.errors import ConfigError
+from stalwart.cluster.raft.segments.files import CorruptLogError, SegmentLog
 from stalwart.service.store import StoreService, synchronous_worker
 from stalwart.service.worker import ThreadWorker
+from stalwart.store.snapshot import SnapshotStore
 
 __all__ = ["RaftService", "node_id", "raft_config"]
 
 TICK_SECONDS = 0.1
+#: Log bytes since the last snapshot that trigger the next one.
+SNAPSHOT_BYTES = 256 * 1024 * 1024
+#: Entries kept before a snapshot, so that a follower a little behind gets
+#: entries rather than the whole snapshot.
+SNAPSHOT_TRAILING_ENTRIES = 1000
 #: Records read from the segment files at a time for a lagging follower.
 _READ_RECORDS = 64
 
 
-def raft_config(election_timeout_ms: int, batch_bytes_max: int) -> RaftConfig:
-    """The core's configuration from the raft-election-timeout and raft-batch-max keys."""
+def raft_config(election_timeout_ms: int, batch_bytes_max: int, snapshot_entries: int = 0) -> RaftConfig:
+    """
+    The core's configuration from the raft-election-timeout, raft-batch-max
+    and raft-snapshot-entries keys.  Snapshots are also taken once the log
+    since the last one holds L{SNAPSHOT_BYTES} (many large messages).
+    """
     return RaftConfig(
         election_ticks=max(2, round(election_timeout_ms / 1000 / TICK_SECONDS)),
         append_batch_bytes_max=batch_bytes_max,
+        snapshot_entries=snapshot_entries,
+        snapshot_bytes=SNAPSHOT_BYTES if snapshot_entries else 0,
+        snapshot_trailing_entries=min(SNAPSHOT_TRAILING_ENTRIES, snapshot_entries),
     )
 
 
@@ -120,16 +132,15 @@ class RaftService(Service):
         hard_state = hard_state_file.load()
         me = self.node_id = node_id(self.data_dir, self._urandom)
         state_machine = self.store.state_machine
-        applied, last = state_machine.last_applied, self.segments.last_index
-        if applied > last:
-            raise ConfigError(
-                f"{self.data_dir}: state.db has applied entry {applied} but the raft log ends at {last}; "
-                "the log lost committed entries, refusing to start"
-            )
-        # Entries applied before a crash may be missing from state.db if
-        # SQLite lost its last transactions; they are applied again here.
-        tail = [decode_entry_payload(r.term, r.index, r.payload) for r in self.segments.read(applied + 1, last)] if last > applied else []
-        log = RaftLog(last, self.segments.term_at, tail, applied, read_stable=self._read_stable)
+        snapshots = SnapshotStore(os.path.join(raft_dir, "snapshots"))
+        # Repairs what a crash left behind the newest snapshot, and loads
+        # the entries not applied yet: if SQLite lost its last
+        # transactions, they are applied again.
+        try:
+            log = open_raft_log(self.segments, state_machine, snapshots, self._raft_config,
+                                read_stable=self._read_stable)
+        except CorruptLogError as e:
+            raise CorruptLogError(f"{self.data_dir}: {e}") from None
         voters, learners = _recovered_configuration(me, state_machine)
         core = RaftCore(self._raft_config, me, log, hard_state, voters=voters, learners=learners,
                         rng=random.SystemRandom(), read_replica=self._read_replica)
@@ -143,11 +154,12 @@ class RaftService(Service):
             log_worker=log_worker,
             apply_worker=self.store.apply_worker,
             send=self._send,
+            snapshots=snapshots,
             tick_seconds=TICK_SECONDS,
             call_from_thread=self._reactor.callFromThread if self._log_pool is not None else None,
         )
         self.driver.start()
-        if last == 0 and not self._clustered:
+        if self.segments.last_index == 0 and state_machine.last_applied == 0 and not self._clustered:
             self.driver.bootstrap()
         super().startService()
 

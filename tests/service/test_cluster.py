@@ -8,6 +8,7 @@ the leader and run a follower's writes on the leader.
 
 from __future__ import annotations
 
+import os
 from typing import List
 
 from twisted.internet.testing import MemoryReactorClock
@@ -23,6 +24,8 @@ KEY = "cluster key for tests"
 
 class ClusterCase(SynchronousTestCase):
     """Starts nodes on one clock and a simulated network; helpers to find the leader."""
+
+    config: dict = {}
 
     def start(self, count: int = 3, replicas: int = 0) -> List[LiveNode]:
         """The seed's example: each node seeded with the next one, in a ring (replicas seeded with node 0)."""
@@ -43,7 +46,7 @@ class ClusterCase(SynchronousTestCase):
             self, seed=seed_number, clock=self.clock, extensions=list(self.extensions),
             make_rpc=self.net.make_rpc_for(("127.0.0.1", port)),
             encryption_key=KEY, seed_nodes=(seed,), rpc_port=port, rpc_advertise_addr="127.0.0.1",
-            jmap_url=f"https://node{port}.example.com", read_replica=read_replica,
+            jmap_url=f"https://node{port}.example.com", read_replica=read_replica, **self.config,
         )
         live.between_flushes = lambda: self.clock.advance(0.01)
         return live
@@ -187,6 +190,38 @@ class InProcessClusterTests(ClusterCase):
             if node is not follower:
                 self.assertNotIn(gone, node.service.getServiceNamed("raft").driver.core.configuration.members)
         self.assertEqual(len(self.cores([leader])[0].voters), 2)
+
+
+class SnapshotClusterTests(ClusterCase):
+    """Snapshots every 20 entries: new and lagging nodes catch up from a snapshot (InstallSnapshot)."""
+
+    config = {"raft_snapshot_entries": 20}
+
+    def names(self, live) -> set:
+        return {r[0] for r in live.service.getServiceNamed("store").state_machine._conn.execute(
+            "SELECT name FROM accounts")}
+
+    def test_new_node_and_lagging_node_get_the_snapshot(self) -> None:
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        lagging = next(n for n in nodes if n is not leader)
+        self.net.cut.add(lagging.service.getServiceNamed("raft").node_id)
+        for i in range(60):
+            _propose_account(leader, f"user{i}", self)
+        self.run_for(2)
+        leader_log = leader.service.getServiceNamed("raft").driver.core.log
+        self.assertGreater(leader_log.snapshot_index, 20)  # compacted past what the lagging node has
+        self.net.cut.clear()
+        late = self.add(7915, "127.0.0.1:7911", seed_number=9)
+        self.run_for(10)
+        expected = {f"user{i}" for i in range(60)}
+        for node in (lagging, late):
+            self.assertEqual(self.names(node), expected)
+        late_id = late.service.getServiceNamed("raft").node_id
+        self.assertIn(late_id, self.cores([leader])[0].voters)
+        snapshots = os.listdir(os.path.join(late.config.data_dir, "raft", "snapshots"))
+        self.assertTrue(snapshots)
 
 
 class MailClusterTests(ClusterCase):

@@ -54,7 +54,7 @@ class KeyTableTests(SynchronousTestCase):
             "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "rpc-cert-path": None, "rpc-key-path": None,
             "read-replica": False,
             "redirect-status": 302, "rpc-timeout": 1000, "rpc-backoff-max": 2000,
-            "raft-election-timeout": 1000, "raft-batch-max": 10_485_760,
+            "raft-election-timeout": 1000, "raft-batch-max": 10_485_760, "raft-snapshot-entries": 10000,
             "jmap-cert-path": None, "jmap-key-path": None, "jmap-url": None,
             "lmtp-bind-addr": "127.0.0.1", "lmtp-port": 11200, "lmtp-cert-path": None,
             "lmtp-key-path": None, "lmtp-tls-only": False,
