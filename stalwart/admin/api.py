@@ -49,7 +49,13 @@ class AdminApi(Resource):
         method = request.method
         if path == ["cluster"] and method == b"GET":
             cluster = self.node.cluster
-            send_json(request, 200, cluster_status(self.node.raft.driver, cluster.roster if cluster else None))
+            if cluster is None:
+                send_json(request, 200, cluster_status(self.node.raft.driver))
+            else:
+                gossip = cluster.gossip
+                send_json(request, 200, cluster_status(
+                    self.node.raft.driver, cluster.roster, cluster.liveness(),
+                    dict(gossip.counters) if gossip is not None else None))
             return
         if len(path) == 3 and path[:2] == ["cluster", "members"] and method == b"DELETE":
             self._remove_member(path[2])
@@ -123,7 +129,7 @@ class AdminApi(Resource):
         return result
 
 
-def cluster_status(driver, roster=None) -> dict:
+def cluster_status(driver, roster=None, liveness=None, gossip_counters=None) -> dict:
     """
     This node's view of the Raft group, for C{GET /admin/cluster}.
 
@@ -161,6 +167,13 @@ def cluster_status(driver, roster=None) -> dict:
             {"id": r.node_id, **_roster_fields(r), "clusterId": r.cluster_id, "fresh": r.fresh}
             for r in roster.records() if r.node_id not in in_config
         ]
+    if liveness is not None:
+        for row in members + status.get("known", []):
+            if row["id"] != core.id:
+                state, phi = liveness.get(row["id"], (None, None))
+                row.update(gossip=state, phi=None if phi is None else round(phi, 2))
+    if gossip_counters is not None:
+        status["gossipCounters"] = gossip_counters
     return status
 
 

@@ -199,7 +199,8 @@ def _cluster_table(status: dict[str, object]) -> str:
     """
     me, leader = status.get("node"), status.get("leader")
     clustered = "known" in status  # a cluster node: its roster's addresses too
-    rows = [("MEMBER", "ROLE", "TERM", "LAST", "COMMIT", "APPLIED", "LAG") + (("RPC", "JMAP") if clustered else ())]
+    rows = [("MEMBER", "ROLE", "TERM", "LAST", "COMMIT", "APPLIED", "LAG")
+            + (("RPC", "JMAP", "GOSSIP", "PHI") if clustered else ())]
     for member in status.get("members") or []:  # type: ignore[attr-defined]
         role = str(member.get("role", ""))
         if member.get("id") == me:
@@ -211,11 +212,13 @@ def _cluster_table(status: dict[str, object]) -> str:
             name = str(member.get("id"))
             if member.get("id") == leader:
                 role += " (leader)"
-        extra = (_cell(member.get("rpcAddress")), _cell(member.get("jmapUrl"))) if clustered else ()
+        extra = (_cell(member.get("rpcAddress")), _cell(member.get("jmapUrl")), _cell(member.get("gossip")),
+                 _cell(member.get("phi"))) if clustered else ()
         rows.append((name, role, *(_cell(c) for c in cells), _cell(member.get("lag")), *extra))
     for other in status.get("known") or []:  # type: ignore[attr-defined]
         rows.append((str(other.get("id")), "not a member", "-", "-", "-", "-", "-",
-                     _cell(other.get("rpcAddress")), _cell(other.get("jmapUrl"))))
+                     _cell(other.get("rpcAddress")), _cell(other.get("jmapUrl")), _cell(other.get("gossip")),
+                     _cell(other.get("phi"))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "".join(
         "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)).rstrip() + "\n"

@@ -18,13 +18,18 @@ Exchange document (JSON, version 1)::
 
     {"v": 1, "records": [{"id": str, "rpc": [host, port], "jmap": url,
       "replica": bool, "cluster": str | null, "fresh": bool,
-      "version": int}, ...]}
+      "version": int}, ...],
+     "swim": base64 | absent}
+
+C{swim} is the sender's gossip membership (L{stalwart.cluster.swim.codec}),
+the push-pull full-state exchange of SWIM riding on the same call.
 
 Pure: no I/O, no clock (times are arguments).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
@@ -33,7 +38,7 @@ import attrs
 
 __all__ = [
     "NodeRecord", "Roster", "AddLearner", "Promote", "BadRoster",
-    "encode_records", "decode_records", "should_found", "next_change", "parse_seed",
+    "encode_records", "decode_records", "decode_exchange", "should_found", "next_change", "parse_seed",
 ]
 
 _VERSION = 1
@@ -100,13 +105,20 @@ class NodeRecord:
                    cluster_id=cluster, fresh=fresh, version=version)
 
 
-def encode_records(records: Iterable[NodeRecord]) -> bytes:
-    return json.dumps({"v": _VERSION, "records": [r.to_json() for r in records]},
-                      separators=(",", ":")).encode("utf-8")
+def encode_records(records: Iterable[NodeRecord], swim: Optional[bytes] = None) -> bytes:
+    document = {"v": _VERSION, "records": [r.to_json() for r in records]}
+    if swim is not None:
+        document["swim"] = base64.b64encode(swim).decode("ascii")
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
 
 def decode_records(data: bytes) -> List[NodeRecord]:
     """@raise BadRoster: with what is wrong."""
+    return decode_exchange(data)[0]
+
+
+def decode_exchange(data: bytes) -> Tuple[List[NodeRecord], Optional[bytes]]:
+    """The records and the gossip full state (or None) of an exchange document; @raise BadRoster."""
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError):
@@ -116,7 +128,15 @@ def decode_records(data: bytes) -> List[NodeRecord]:
     records = document.get("records")
     if not isinstance(records, list) or len(records) > RECORDS_MAX:
         raise BadRoster("records missing or too many")
-    return [NodeRecord.from_json(r) for r in records]
+    swim = document.get("swim")
+    if swim is not None:
+        try:
+            swim = base64.b64decode(swim, validate=True) if isinstance(swim, str) else None
+        except ValueError:
+            swim = None
+        if swim is None:
+            raise BadRoster("swim state is not base64")
+    return [NodeRecord.from_json(r) for r in records], swim
 
 
 def parse_seed(text: str, default_port: int) -> Tuple[str, int]:

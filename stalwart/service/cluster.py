@@ -13,6 +13,14 @@ The "cluster" service: what turns a node into a member of a cluster
     promotes it once caught up (never a read replica), one change at a
     time through the log (L{next_change}).  This is the one code path that
     adds a member; gossip will feed the same roster.
+  - It runs SWIM gossip (L{stalwart.cluster.swim.service.GossipService}) on
+    the same port over UDP: liveness (alive, suspect, dead, phi) of every
+    member for the cluster status, its term and last index, and
+    discovery: a node gossip reports that the roster lacks is asked for
+    its record at once.  The gossip's full state rides on each roster
+    exchange (SWIM's push-pull).  Members are never removed because
+    gossip says they died or left: a restart also leaves, and only an
+    operator knows a node is gone for good (admin cluster remove).
   - It tells the JMAP resources where the leader's jmap-url is, and runs a
     write proposed on a follower (LMTP, WebSocket, admin) on the leader:
     the leader answers with the entry's term and index once applied, and
@@ -28,7 +36,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
@@ -37,8 +45,9 @@ from stalwart.logs import observer
 from stalwart.cluster.raft.core import ConfigChangeRefused, NotLeader
 from stalwart.cluster.raft.driver import ProposalDropped, Stopping, StorageFailed
 from stalwart.cluster.roster import (
-    AddLearner, BadRoster, NodeRecord, Roster, decode_records, encode_records, next_change, parse_seed, should_found,
+    AddLearner, BadRoster, NodeRecord, Roster, decode_exchange, encode_records, next_change, parse_seed, should_found,
 )
+from stalwart.cluster.swim.messages import MemberDead, MemberInfo, MemberJoined, MemberLeft, MemberSuspected, MemberUpdated
 from stalwart.cluster.rpc import commands as rpc_errors
 from stalwart.cluster.rpc.calls import CallFailed
 
@@ -64,18 +73,23 @@ class ClusterService(Service):
     log = Logger(observer=observer)
 
     def __init__(self, config, raft, store, reactor, make_rpc: Callable[..., Any],
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: Optional[random.Random] = None, make_gossip: Optional[Callable[..., Any]] = None) -> None:
         """
         @param raft: the L{stalwart.service.raft.RaftService}, started before this.
         @param make_rpc: C{make_rpc(node_id=, address_book=, deliver=, exchange=,
             forward=)} returns the RPC service (L{RPCService} with the rest of
             its arguments bound; tests pass a simulated network).
+        @param make_gossip: C{make_gossip(me=, on_event=)} returns the gossip
+            service (L{GossipService} with the rest bound), or None for none.
         """
         self.config = config
         self.raft = raft
         self.store = store
         self._reactor = reactor
         self._make_rpc = make_rpc
+        self._make_gossip = make_gossip
+        self.gossip: Any = None
+        self._gossiped: Tuple[int, int] = (-1, -1)
         self._rng = rng or random.SystemRandom()
         self.seeds = [parse_seed(s, config.rpc_port) for s in config.seed_nodes]
         self.roster: Optional[Roster] = None
@@ -98,6 +112,13 @@ class ClusterService(Service):
         self.rpc = self._make_rpc(node_id=self.node_id, address_book=self.address_book, deliver=self.raft.deliver,
                                   exchange=self._exchanged, forward=self._forwarded)
         self.rpc.startService()
+        if self._make_gossip is not None:
+            own = self.roster.own
+            self.gossip = self._make_gossip(
+                me=MemberInfo(node_id=own.node_id, rpc_address=own.rpc_address, jmap_url=own.jmap_url,
+                              read_replica=own.read_replica),
+                on_event=self._gossip_event)
+            self.gossip.startService()
         self.raft.driver.on_applied(self._applied)
         self._loop.start(EXCHANGE_SECONDS, now=True)
         super().startService()
@@ -106,7 +127,8 @@ class ClusterService(Service):
         super().stopService()
         if self._loop.running:
             self._loop.stop()
-        return self.rpc.stopService() if self.rpc is not None else None
+        stopping = [maybeDeferred(service.stopService) for service in (self.gossip, self.rpc) if service is not None]
+        return DeferredList(stopping, consumeErrors=True)
 
     def hand_over(self) -> Deferred:
         """
@@ -223,13 +245,40 @@ class ClusterService(Service):
 
     def _exchanged(self, data: bytes) -> bytes:
         """A peer's roster: merge it, answer with ours."""
-        self._merge(decode_records(data))
-        return encode_records(self.roster.records())
+        self._merge(data)
+        return self._document()
 
-    def _merge(self, records) -> None:
+    def _document(self) -> bytes:
+        gossip = self.gossip.full_state() if self.gossip is not None and self.gossip.running else None
+        return encode_records(self.roster.records(), swim=gossip)
+
+    def _merge(self, data: bytes) -> None:
+        records, swim = decode_exchange(data)
         changed = self.roster.merge(records, self._reactor.seconds())
         for record in changed:
             self.address_book[record.node_id] = record.rpc_address
+        if swim is not None and self.gossip is not None and self.gossip.running:
+            try:
+                self.gossip.merge_full_state(swim)
+            except ValueError as e:  # the gossip codec's errors
+                self.log.warn("bad gossip state in a roster exchange: {why}", why=e)
+
+    def _gossip_event(self, event) -> None:
+        """Gossip found a node the roster lacks, or one that moved: ask it for its record now."""
+        if isinstance(event, (MemberJoined, MemberUpdated)):
+            info = event.info
+            known = self.roster.get(info.node_id) if self.roster is not None else None
+            if (known is None or known.rpc_address != info.rpc_address) and self.rpc is not None:
+                self._exchange_with(info.rpc_address)
+        elif isinstance(event, (MemberDead, MemberSuspected, MemberLeft)):
+            self.log.info("gossip: {event}", event=event)
+
+    def liveness(self) -> Dict[str, Tuple[str, float]]:
+        """node id -> (gossip status, phi), for the cluster status; empty without gossip."""
+        if self.gossip is None or not self.gossip.running:
+            return {}
+        now = self._reactor.seconds()
+        return {m.info.node_id: (m.status, m.phi) for m in self.gossip.membership.members(now)}
 
     def _tick(self) -> None:
         now = self._reactor.seconds()
@@ -239,6 +288,9 @@ class ClusterService(Service):
         self._exchange_round()
         driver = self.raft.driver
         core = driver.core
+        if self.gossip is not None and self.gossip.running and (core.term, core.log.last_index) != self._gossiped:
+            self._gossiped = (core.term, core.log.last_index)
+            self.gossip.update_local(term=core.term, last_index=core.log.last_index)
         if not core.configuration.members and core.log.last_index == 0 and should_found(self.roster, now, SETTLE_SECONDS):
             self.log.info("founding the cluster as {node}", node=self.node_id)
             driver.bootstrap()
@@ -251,11 +303,13 @@ class ClusterService(Service):
         others = [r.rpc_address for r in self.roster.records() if r.node_id != self.node_id]
         if others:
             targets.append(self._rng.choice(others))
-        data = encode_records(self.roster.records())
         for address in dict.fromkeys(targets):
-            d = self.rpc.exchange(address, data)
-            d.addCallback(lambda answer: self._merge(decode_records(answer)))
-            d.addErrback(self._exchange_failed, address)
+            self._exchange_with(address)
+
+    def _exchange_with(self, address) -> None:
+        d = self.rpc.exchange(address, self._document())
+        d.addCallback(self._merge)
+        d.addErrback(self._exchange_failed, address)
 
     def _exchange_failed(self, failure, address) -> None:
         if failure.check(BadRoster):

@@ -339,6 +339,9 @@ KEYS: tuple[Key, ...] = (
         "IP address the cluster RPC (TCP) and gossip (UDP) sockets bind."),
     Key("rpc-port", 7911, PORT,
         "Port for cluster RPC over TCP and gossip over UDP."),
+    Key("peer-ping-interval", 500, POSITIVE_MILLISECONDS,
+        "Gossip: one member is probed per interval, in turn, in milliseconds; "
+        "a crashed node is detected in about three intervals."),
     Key("rpc-cert-path", None, PATH,
         "PEM certificate of the cluster RPC's TLS; without it a self-signed "
         "one is made in data-dir (peers are admitted by encryption-key, not "
@@ -545,6 +548,8 @@ class ServerConfig:
     """IP address of the RPC and gossip sockets."""
     rpc_port: int = _field("rpc-port")
     """Port of cluster RPC (TCP) and gossip (UDP)."""
+    peer_ping_interval: int = _field("peer-ping-interval")
+    """Milliseconds between gossip probes."""
     rpc_cert_path: Optional[str] = _field("rpc-cert-path")
     """PEM certificate of the RPC TLS listener, or C{None} for a generated one."""
     rpc_key_path: Optional[str] = _field("rpc-key-path")

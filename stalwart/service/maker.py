@@ -235,7 +235,8 @@ def build_service(
     raft.setServiceParent(top)
     cluster = None
     if clustered:
-        cluster = ClusterService(config, raft, store, reactor, make_rpc or _rpc_factory(config, reactor, urandom))
+        cluster = ClusterService(config, raft, store, reactor, make_rpc or _rpc_factory(config, reactor, urandom),
+                                 make_gossip=None if make_rpc is not None else _gossip_factory(config, reactor, urandom))
         cluster.setName("cluster")
         cluster.setServiceParent(top)
 
@@ -284,6 +285,21 @@ def _rpc_factory(config: ServerConfig, reactor, urandom: Callable[[int], bytes])
             cert_path=config.rpc_cert_path, key_path=config.rpc_key_path,
             message_bytes_max=message_bytes_max, **arguments,
         )
+
+    return make
+
+
+def _gossip_factory(config: ServerConfig, reactor, urandom: Callable[[int], bytes]):
+    """SWIM gossip on rpc-port over UDP, configured from the keys."""
+    from stalwart.cluster.swim.config import SwimConfig
+    from stalwart.cluster.swim.service import GossipService
+
+    interval = config.peer_ping_interval / 1000
+    swim = SwimConfig(ping_interval=interval, ping_timeout=min(0.15, interval * 0.3))
+
+    def make(me, on_event):
+        return GossipService(reactor, reactor, swim, me, config.seed_nodes, config.encryption_key,
+                             random.SystemRandom(), urandom, on_event, bind_host=config.rpc_bind_addr)
 
     return make
 

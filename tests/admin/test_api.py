@@ -257,3 +257,16 @@ class ClusterStatusViewTests(SynchronousTestCase):
         self.assertEqual((by_id["n2"]["rpcAddress"], by_id["n2"]["jmapUrl"]), ("10.0.0.2:7911", "https://two"))
         self.assertEqual(by_id["n1"]["jmapUrl"], "https://one")
         self.assertEqual([(k["id"], k["clusterId"]) for k in status["known"]], [("x9", "x9")])
+
+    def test_gossip_fields(self):
+        """With gossip, each other node's status and phi, and the packet counters."""
+        from stalwart.cluster.roster import NodeRecord, Roster
+
+        roster = Roster(NodeRecord("n1", ("10.0.0.1", 7911), "https://one"), now=0)
+        status = cluster_status(_Driver(_Core("follower", "n2", {})), roster, {"n2": ("alive", 0.4321)},
+                                {"forged": 3})
+        by_id = {m["id"]: m for m in status["members"]}
+        self.assertEqual((by_id["n2"]["gossip"], by_id["n2"]["phi"]), ("alive", 0.43))
+        self.assertEqual((by_id["n3"]["gossip"], by_id["n3"]["phi"]), (None, None))
+        self.assertNotIn("gossip", by_id["n1"])
+        self.assertEqual(status["gossipCounters"], {"forged": 3})

@@ -21,6 +21,17 @@ class RecordTests(SynchronousTestCase):
         records = [record("a"), record("b", read_replica=True, cluster_id="a", fresh=False, version=7)]
         self.assertEqual(decode_records(encode_records(records)), records)
 
+    def test_gossip_state_rides_along(self) -> None:
+        """The gossip full state travels in the same document, and is checked."""
+        from stalwart.cluster.roster import decode_exchange
+
+        self.assertEqual(decode_exchange(encode_records([record("a")], swim=b"\x01\x02")), ([record("a")], b"\x01\x02"))
+        self.assertEqual(decode_exchange(encode_records([record("a")])), ([record("a")], None))
+        with self.assertRaises(BadRoster):
+            decode_exchange(json.dumps({"v": 1, "records": [], "swim": "***"}).encode())
+        with self.assertRaises(BadRoster):
+            decode_exchange(json.dumps({"v": 1, "records": [], "swim": 5}).encode())
+
     def test_bad_documents(self) -> None:
         """Anything malformed is refused with BadRoster, never another exception."""
         good = record("a").to_json()

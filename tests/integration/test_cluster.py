@@ -357,6 +357,20 @@ class ClusterTests(ServerTestMixin, TestCase):
         own = yield self.status(stranger)
         self.assertEqual([m["id"] for m in own["members"] if m["voter"]], [], f"the stranger's own view: {own}")
         self.assertIn("refused", nodes[0].log_text())
+
+        # Gossip: every member sees the others alive; the stranger's sealed
+        # packets to its seed are rejected and counted, and it is nowhere known.
+        @inlineCallbacks
+        def gossip_settled():
+            statuses = yield self._statuses(nodes)
+            alive = all(m.get("gossip") == "alive" for s in statuses for m in s["members"] if m["id"] != s["node"])
+            rejected = sum(statuses[0].get("gossipCounters", {}).get(reason, 0)
+                           for reason in ("forged", "unknown_key"))
+            return alive and rejected > 0
+
+        yield poll_until("every member alive in gossip and the stranger's packets rejected", gossip_settled, 15, 0.2)
+        for s in (yield self._statuses(nodes)):
+            self.assertNotIn(stranger_id, [k["id"] for k in s.get("known", [])], f"the stranger is known: {s}")
         self._assert_logs(nodes)
 
     @inlineCallbacks

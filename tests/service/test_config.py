@@ -51,7 +51,7 @@ class KeyTableTests(SynchronousTestCase):
             "push-timeout": 10000, "push-expires-max": 604_800_000,
             "admin-secret": None, "log-level": "info",
             "encryption-key": None, "seed-nodes": (), "rpc-advertise-addr": None,
-            "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "rpc-cert-path": None, "rpc-key-path": None,
+            "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "rpc-cert-path": None, "rpc-key-path": None, "peer-ping-interval": 500,
             "read-replica": False,
             "redirect-status": 302, "rpc-timeout": 1000, "rpc-backoff-max": 2000,
             "raft-election-timeout": 1000, "raft-batch-max": 10_485_760, "raft-snapshot-entries": 10000,
