@@ -417,7 +417,8 @@ class ClusterTests(ServerTestMixin, TestCase):
         self.addCleanup(lambda: writer.stop() if not writer.stopped else None)
         yield poll_until(f"{WRITES_BEFORE_KILL} writes acknowledged before the kill",
                          lambda: len(writer.acknowledged) >= WRITES_BEFORE_KILL, 20, 0.05)
-        old_term = (yield self.status(leader))["term"]
+        old = yield self.status(leader)
+        old_term, old_id = old["term"], old["node"]
         killed_at = reactor.seconds()
         leader.signal(signal.SIGKILL)
         yield leader.wait_exit(10)
@@ -444,9 +445,18 @@ class ClusterTests(ServerTestMixin, TestCase):
             yield self._has_all(server, account, acknowledged,
                                 f"every acknowledged write ({len(acknowledged)}) on {server.url}")
 
+        @inlineCallbacks
+        def gossip_says(state):
+            statuses = yield self._statuses(survivors)
+            return all(m.get("gossip") == state for st in statuses for m in st["members"] if m["id"] == old_id)
+
+        # Gossip on the survivors convicted the killed node.
+        yield poll_until("the killed node dead in gossip on every survivor", lambda: gossip_says("dead"), 15, 0.2)
+
         # The old leader comes back as a follower and catches up.
         leader.restart()
         yield leader.wait_ready(self.client)
+        yield poll_until("the restarted node alive again in gossip", lambda: gossip_says("alive"), 15, 0.2)
         s = yield self._caught_up(leader, new_leader, "the restarted old leader applying up to the commit index")
         self.assertEqual(s["leader"], new_status["node"], s)
         self.assertIn(s["role"], ("follower",), s)
