@@ -191,6 +191,48 @@ class InProcessClusterTests(ClusterCase):
                 self.assertNotIn(gone, node.service.getServiceNamed("raft").driver.core.configuration.members)
         self.assertEqual(len(self.cores([leader])[0].voters), 2)
 
+    def test_websocket_write_on_follower_runs_on_leader(self) -> None:
+        """
+        A write over JMAP-over-WebSocket on a follower (a socket cannot be
+        redirected) runs on the leader; the Response comes from the follower
+        once it applied it, and back-references in the same request work.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.test.iosim import FakeTransport, connect
+
+        from tests.jmap.harness import basic
+        from tests.jmap.notes import NOTES
+        from tests.push.test_websocket import WsClient
+
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        account = leader.create_account("wendy", "a long password")["id"]
+        self.run_for(0.5)
+        follower = next(n for n in nodes if n is not leader)
+        client = WsClient(basic("wendy", "a long password"))
+        site = follower.service.getServiceNamed("jmap").site
+        server = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        server.callLater = self.clock.callLater
+        pump = connect(server, FakeTransport(server, isServer=True), client, FakeTransport(client, isServer=False))
+        pump.flush()
+        client.send({"@type": "Request", "id": "R1", "using": ["urn:ietf:params:jmap:core", NOTES], "methodCalls": [
+            ["Note/set", {"accountId": account, "create": {"a": {"title": "over ws"}}}, "0"],
+            ["Note/query", {"accountId": account}, "1"],
+            ["Note/get", {"accountId": account, "#ids": {"resultOf": "1", "name": "Note/query", "path": "/ids"},
+                          "properties": ["title"]}, "2"]]})
+        for _ in range(40):
+            pump.flush()
+            self.clock.advance(0.05)
+            if client.messages:
+                break
+        [response] = client.messages
+        self.assertEqual(response["methodResponses"][2][1]["list"][0]["title"], "over ws", response)
+        self.run_for(0.5)
+        for node in nodes:
+            reply = node.process(account, [["Note/get", {"accountId": account, "ids": None}, "0"]])
+            self.assertEqual([n["title"] for n in reply["methodResponses"][0][1]["list"]], ["over ws"])
+
 
 class SnapshotClusterTests(ClusterCase):
     """Snapshots every 20 entries: new and lagging nodes catch up from a snapshot (InstallSnapshot)."""
