@@ -200,6 +200,11 @@ HTTP_URL = Kind(
 )
 PATH = Kind("a file or directory path", str, _is_text)
 SECRET = Kind("a non-empty single-line secret", str, _is_text)
+SECRET_LIST = Kind(
+    "a list of secrets separated by ';'",
+    lambda text: tuple(entry.strip() for entry in text.split(";") if entry.strip()),
+    lambda v: isinstance(v, tuple) and all(_is_text(e) for e in v),
+)
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 LOG_LEVEL = Kind(
     "one of " + ", ".join(LOG_LEVELS), str.lower, lambda v: v in LOG_LEVELS
@@ -328,6 +333,11 @@ KEYS: tuple[Key, ...] = (
     Key("encryption-key", None, SECRET,
         "Cluster secret, identical on every node: it seals gossip and admits RPC peers.",
         "none: single node"),
+    Key("encryption-key-accept", (), SECRET_LIST,
+        "Further cluster keys accepted from peers (RPC and gossip), separated "
+        "by ';', while a new encryption-key is rolled out: add the new key "
+        "here on every node, then make it encryption-key everywhere, then "
+        "remove the old one."),
     Key("seed-nodes", (), HOST_LIST,
         "Cluster nodes to contact at start, host or host:port (rpc-port when "
         "omitted), separated by ';'. One reachable seed is enough.",
@@ -540,6 +550,8 @@ class ServerConfig:
     """One of debug, info, warn, error, critical."""
     encryption_key: Optional[str] = _field("encryption-key")
     """Cluster secret shared by every node, or C{None}."""
+    encryption_key_accept: tuple[str, ...] = _field("encryption-key-accept", converter=_tuple)
+    """Further cluster keys accepted from peers during a key rotation."""
     seed_nodes: tuple[str, ...] = _field("seed-nodes", converter=_tuple)
     """Cluster nodes to contact at start: host or host:port."""
     rpc_advertise_addr: Optional[str] = _field("rpc-advertise-addr")
@@ -629,6 +641,8 @@ class ServerConfig:
                 ("rpc-cert-path", "rpc-key-path") if self.rpc_key_path is None else ("rpc-key-path", "rpc-cert-path")
             )
             raise ConfigError(f"{given}: given without {missing} (give both, or neither for a generated one)")
+        if self.encryption_key_accept and self.encryption_key is None:
+            raise ConfigError("encryption-key-accept: needs encryption-key")
         if self.seed_nodes and self.encryption_key is None:
             raise ConfigError("seed-nodes: needs encryption-key (the same on every node of the cluster)")
         if self.read_replica and not self.seed_nodes:

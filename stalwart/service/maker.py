@@ -280,7 +280,8 @@ def _rpc_factory(config: ServerConfig, reactor, urandom: Callable[[int], bytes])
     def make(**arguments):
         return RPCService(
             reactor=reactor, bind_addr=config.rpc_bind_addr, port=config.rpc_port,
-            encryption_key=config.encryption_key, data_dir=config.data_dir, rng=random.SystemRandom(),
+            encryption_key=config.encryption_key, accepted_keys=config.encryption_key_accept,
+            data_dir=config.data_dir, rng=random.SystemRandom(),
             urandom=urandom, timeout_ms=config.rpc_timeout, backoff_max_ms=config.rpc_backoff_max,
             cert_path=config.rpc_cert_path, key_path=config.rpc_key_path,
             message_bytes_max=message_bytes_max, **arguments,
@@ -298,7 +299,8 @@ def _gossip_factory(config: ServerConfig, reactor, urandom: Callable[[int], byte
     swim = SwimConfig(ping_interval=interval, ping_timeout=min(0.15, interval * 0.3))
 
     def make(me, on_event):
-        return GossipService(reactor, reactor, swim, me, config.seed_nodes, config.encryption_key,
+        keys = [config.encryption_key, *config.encryption_key_accept]  # the first seals, all open
+        return GossipService(reactor, reactor, swim, me, config.seed_nodes, keys,
                              random.SystemRandom(), urandom, on_event, bind_host=config.rpc_bind_addr)
 
     return make

@@ -50,7 +50,7 @@ class KeyTableTests(SynchronousTestCase):
             "ws-client-timeout": 90000, "push-attempts-max": 3, "push-retry-interval": 10000,
             "push-timeout": 10000, "push-expires-max": 604_800_000,
             "admin-secret": None, "log-level": "info",
-            "encryption-key": None, "seed-nodes": (), "rpc-advertise-addr": None,
+            "encryption-key": None, "encryption-key-accept": (), "seed-nodes": (), "rpc-advertise-addr": None,
             "rpc-bind-addr": "127.0.0.1", "rpc-port": 7911, "rpc-cert-path": None, "rpc-key-path": None, "peer-ping-interval": 500,
             "read-replica": False,
             "redirect-status": 302, "rpc-timeout": 1000, "rpc-backoff-max": 2000,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from typing import Callable, Tuple, Union
+from typing import Callable, Sequence, Tuple, Union
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -105,10 +105,16 @@ class ServerAdmission:
     """
     The accepting side's state: C{hello}, then C{proof}, then C{admitted}.
     Any step out of order, or any failure, moves it to C{refused} for good.
+
+    Key rotation: a client proving any of C{key} and C{also} is admitted,
+    and the server proves itself with the key the client used.  Rolling a
+    new key out in three passes (accept it; send with it; drop the old one)
+    keeps every pair of nodes able to talk at every step.
     """
 
-    def __init__(self, key: bytes, urandom: Callable[[int], bytes]) -> None:
+    def __init__(self, key: bytes, urandom: Callable[[int], bytes], also: Sequence[bytes] = ()) -> None:
         self._key = key
+        self._keys = (key, *also)
         self._urandom = urandom
         self.state = "hello"
         self._client_nonce = b""
@@ -147,11 +153,14 @@ class ServerAdmission:
         """Step 4: check the client's proof and return the server's, or L{Refused}."""
         if self.state != "proof":
             raise self._refuse("order")
-        expected = proof(self._key, CLIENT, binding, self._client_nonce, self._server_nonce)
-        if not hmac.compare_digest(expected, client_proof):
+        # Every key is tried, so the time taken does not tell which matched.
+        matches = [hmac.compare_digest(proof(key, CLIENT, binding, self._client_nonce, self._server_nonce),
+                                       client_proof) for key in self._keys]
+        if not any(matches):
             raise self._refuse("proof")
         self.state = "admitted"
-        return proof(self._key, SERVER, binding, self._client_nonce, self._server_nonce)
+        key = self._keys[matches.index(True)]
+        return proof(key, SERVER, binding, self._client_nonce, self._server_nonce)
 
 
 class ClientAdmission:

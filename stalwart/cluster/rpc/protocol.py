@@ -25,7 +25,7 @@ connection.  Errors raised by C{deliver} itself are bugs and are logged.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, ITransport
@@ -224,7 +224,7 @@ class ServerProtocol(Connection):
     def __init__(self, *, deliver: Callable[[Message], None], message_bytes_max: int,
                  exchange: Optional[ExchangeHandler] = None, forward: Optional[ForwardHandler] = None,
                  exchange_bytes_max: int = 1 << 20, calls_inflight_max: int = CALLS_INFLIGHT_MAX,
-                 **kwargs: Any) -> None:
+                 accepted_keys: Sequence[bytes] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._deliver = deliver
         self._message_bytes_max = message_bytes_max
@@ -233,7 +233,7 @@ class ServerProtocol(Connection):
         self._exchange_bytes_max = exchange_bytes_max
         self._calls_inflight_max = calls_inflight_max
         self._calls_inflight = 0
-        self._admission = auth.ServerAdmission(self._key, self._urandom)
+        self._admission = auth.ServerAdmission(self._key, self._urandom, also=accepted_keys)
 
     def _admitted(self) -> bool:
         return self._admission.admitted

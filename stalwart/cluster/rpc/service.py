@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import random
 from collections import Counter
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred
@@ -70,6 +70,9 @@ class _Factory(Factory):
 
 class RPCService(Service):
     """
+    @param accepted_keys: further cluster keys a connecting peer may prove
+        (key rotation: L{auth.ServerAdmission}); this node proves
+        C{encryption_key}.
     @param reactor: provides IReactorTCP, IReactorSSL, IReactorTime and name
         resolution.
     @param timeout_ms: C{rpc-timeout}: connect, TLS and admission together,
@@ -110,6 +113,7 @@ class RPCService(Service):
     log = Logger(observer=observer)
 
     def __init__(self, *, reactor: Any, node_id: str, bind_addr: str, port: int, encryption_key: str,
+                 accepted_keys: Sequence[str] = (),
                  data_dir: str, address_book: Mapping[str, Tuple[str, int]],
                  deliver: Callable[[Message], None], rng: random.Random, urandom: Callable[[int], bytes],
                  cert_path: Optional[str] = None, key_path: Optional[str] = None,
@@ -133,7 +137,8 @@ class RPCService(Service):
                       counters=self.counters, timeout_seconds=self._timeout_seconds)
         self._server_factory = _Factory(lambda: self._track(ServerProtocol(
             deliver=self._deliver, message_bytes_max=message_bytes_max, exchange=exchange, forward=forward,
-            exchange_bytes_max=exchange_bytes_max, binding=tls.server_binding, **common)))
+            exchange_bytes_max=exchange_bytes_max, binding=tls.server_binding,
+            accepted_keys=[auth.derive_key(k) for k in accepted_keys], **common)))
         self._client_factory = _Factory(lambda: self._track(ClientProtocol(binding=tls.client_binding, **common)))
         self._call_factory = _Factory(lambda: self._track(ClientProtocol(
             binding=tls.client_binding, answer_bytes_max=_box_bytes(exchange_bytes_max), **common)))

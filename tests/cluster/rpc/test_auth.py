@@ -15,10 +15,10 @@ def urandom_from(seed: int):
     return rng.randbytes
 
 
-def admit(client_key: bytes, server_key: bytes, client_binding=b"channel", server_binding=b"channel"):
+def admit(client_key: bytes, server_key: bytes, client_binding=b"channel", server_binding=b"channel", also=()):
     """Run the four steps; return both states (the exception, if any, propagates)."""
     client = auth.ClientAdmission(client_key, urandom_from(1))
-    server = auth.ServerAdmission(server_key, urandom_from(2))
+    server = auth.ServerAdmission(server_key, urandom_from(2), also=also)
     version, nonce = client.hello()
     version, server_nonce = server.hello(version, nonce)
     client_proof = client.prove(version, server_nonce, client_binding)
@@ -64,6 +64,22 @@ class AdmissionTests(SynchronousTestCase):
         """A server without the key is refused by the client: the proof goes both ways."""
         e = self.assertRaises(auth.Refused, admit, self.key, auth.derive_key("wrong"))
         self.assertEqual(e.reason, "proof")
+
+    def test_key_rotation(self) -> None:
+        """
+        A server also accepting a second key admits clients proving either,
+        and proves itself with the client's key; a key it does not hold is
+        still refused.  So the three-pass roll-out keeps every pair talking.
+        """
+        old, new = self.key, auth.derive_key("new")
+        for client_key in (old, new):
+            client, server = admit(client_key, old, also=[new])
+            self.assertTrue(client.admitted and server.admitted)
+        e = self.assertRaises(auth.Refused, admit, auth.derive_key("third"), old, also=[new])
+        self.assertEqual(e.reason, "proof")
+        # Middle pass: one node sends new (accepting old), the other old (accepting new).
+        self.assertTrue(admit(new, old, also=[new])[0].admitted)
+        self.assertTrue(admit(old, new, also=[old])[0].admitted)
 
     def test_relayed_proof(self) -> None:
         """A proof made for one TLS channel does not verify on another (a relaying MITM)."""
