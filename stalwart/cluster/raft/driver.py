@@ -16,6 +16,24 @@ Order for each Ready (etcd-io/raft's contract, with pipelining):
      disk);
   4. C{advance()}.
 
+One exception to step 3 (Ongaro's thesis, section 10.2.1; etcd does the
+same): a leader's C{AppendEntries} leave at once, before step 2, so that
+followers write the entries while the leader does.  This is safe because
+they promise nothing about this node's disk: the core counts the leader's
+own copy toward the commit index only in C{advance()}, once it is durable
+(entries committed by followers alone are on a majority of disks, which
+is all that Raft's commit rule asks), and entries are applied only once
+they are also stable here (L{RaftLog.next_committed}), so the state
+machine never gets ahead of the local log.  A crash before the write
+loses nothing acknowledged: it is an uncommitted entry that followers may
+hold and this node not, as after any lost message.  What the messages do
+depend on is the term and vote they were sent in; so they go early only
+when neither their Ready nor any Ready still being written changes the
+hard state or holds back messages, and only when all of their Ready's
+messages are AppendEntries, which keeps every peer's messages in the order
+the core made them.  Everything else, votes and every response in
+particular, still waits for the disk.
+
 Snapshots (Raft paper section 7), when the driver has a snapshot store:
 
   - C{take_snapshot}: a snapshot job joins the apply queue after the
@@ -50,8 +68,11 @@ from twisted.python.failure import Failure
 
 from stalwart.logs import observer
 
+import attrs
+
 from stalwart.cluster.raft.core import LEADER, NotLeader, RaftCore
 from stalwart.cluster.raft.messages import (
+    AppendEntries,
     Entry,
     InstallSnapshot,
     Ready,
@@ -127,6 +148,9 @@ class RaftDriver:
         self._waiting: Dict[int, Tuple[int, Deferred]] = {}
         self._writer = LogWriter(self._persist, log_worker, call_from_thread or (lambda f, *a: f(*a)))
         self._writes_queued = 0
+        #: Readies being written that change the hard state or hold
+        #: messages back: while there is one, nothing leaves early.
+        self._barriers_queued = 0
         self._pump_call = None
         self._idle_waiters: List[Deferred] = []
         self._applying: Optional[Deferred] = None
@@ -284,6 +308,7 @@ class RaftDriver:
                 self._enqueue_apply(ready.committed)
             if ready.take_snapshot:
                 self._take_snapshot()
+            ready = self._send_early(ready)
             if (
                 ready.hard_state is None and not ready.entries and not ready.received
                 and ready.restore is None and not ((ready.messages or ready.chunks) and self._writes_queued)
@@ -292,9 +317,28 @@ class RaftDriver:
                 continue
             # Messages wait for every earlier write: an acknowledgement
             # must not overtake the entries it acknowledges.
+            barrier = ready.hard_state is not None or bool(ready.messages or ready.chunks)
             self._writes_queued += 1
-            self._writer.submit(ready).addCallbacks(self._persisted, self._storage_failed)
+            self._barriers_queued += barrier
+            self._writer.submit(ready).addCallbacks(
+                self._persisted, self._storage_failed, callbackArgs=(barrier,)
+            )
         self._check_idle()
+
+    def _send_early(self, ready: Ready) -> Ready:
+        """
+        Send a leader's AppendEntries now, before the write (see the
+        module docstring); returns C{ready} with the messages still to send
+        once it is durable.
+        """
+        if (
+            self._send is None or ready.hard_state is not None or self._barriers_queued or not ready.messages
+            or not all(isinstance(m, AppendEntries) for m in ready.messages)
+        ):
+            return ready
+        for message in ready.messages:
+            self._send(message)
+        return attrs.evolve(ready, messages=())
 
     def _persist(self, readies) -> None:
         """Runs on the log thread: every queued Ready, one fsync."""
@@ -323,8 +367,9 @@ class RaftDriver:
         if wrote:
             self._segments.sync()
 
-    def _persisted(self, ready: Ready) -> None:
+    def _persisted(self, ready: Ready, barrier: bool) -> None:
         self._writes_queued -= 1
+        self._barriers_queued -= barrier
         self._finish(ready)
         self._pump_soon()
 

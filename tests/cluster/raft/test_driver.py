@@ -17,7 +17,16 @@ from stalwart.cluster.raft.core import RaftConfig, RaftCore
 from stalwart.cluster.raft.driver import RaftDriver, Stopping, StorageFailed
 from stalwart.cluster.raft.hardstate import HardStateFile
 from stalwart.cluster.raft.log import RaftLog
-from stalwart.cluster.raft.messages import ENTRY_NOOP, decode_entry_payload
+from stalwart.cluster.raft.messages import (
+    ENTRY_NOOP,
+    ENTRY_NORMAL,
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    RequestVote,
+    RequestVoteResponse,
+    decode_entry_payload,
+)
 from stalwart.cluster.raft.segments.files import SegmentLog
 from stalwart.cluster.raft.segments.memfs import MemoryFileSystem
 
@@ -219,6 +228,128 @@ class DriverTests(SynchronousTestCase):
             self.assertEqual(len(data), len(set(data)), "an entry was applied twice")
             total += len(acknowledged)
         self.assertGreater(total, 20, "the test should acknowledge writes before crashing")
+
+
+def open_member(fs, state_machine, log_worker, sent, name="n1", voters=("n1", "n2", "n3")):
+    """A driver for C{name}, one of C{voters}, whose messages go to C{sent}."""
+    segments = CountingLog(SegmentLog.open("/raft", fs=fs))
+    hard_state_file = HardStateFile("/raft/hardstate", fs=fs)
+    log = RaftLog(segments.last_index, segments.term_at, [], 0)
+    core = RaftCore(RaftConfig(), name, log, hard_state_file.load(), frozenset(voters), random.Random(0))
+    driver = RaftDriver(core, segments, hard_state_file, state_machine, Clock(), log_worker, synchronous,
+                        send=sent.append)
+    driver.start()
+    return driver, segments
+
+
+class PipelinedSendTests(SynchronousTestCase):
+    """
+    Thesis 10.2.1: a leader sends AppendEntries while it writes the same
+    entries; every message that promises something about this node's disk
+    (a vote, an acknowledgement) still waits for the fsync.
+    """
+
+    def elect(self, log_worker, sent):
+        """n1 of three voters campaigns, writes its vote, and wins with n2's."""
+        driver, segments = open_member(MemoryFileSystem(), CountingStateMachine(), log_worker, sent)
+        driver.core.campaign()
+        driver._pump_soon()
+        self.assertEqual(sent, [], "RequestVote leaves only once the vote is durable (Raft 5.2)")
+        log_worker.run_all()
+        self.assertEqual({type(m) for m in sent}, {RequestVote})
+        del sent[:]
+        driver.step(RequestVoteResponse(term=1, sender="n2", recipient="n1", granted=True, pre_vote=False))
+        self.assertTrue(driver.is_leader)
+        return driver, segments
+
+    def appends(self, sent, peer):
+        return [m for m in sent if isinstance(m, AppendEntries) and m.recipient == peer]
+
+    def test_append_entries_leave_before_fsync(self) -> None:
+        """The new leader's no-op, then a proposal, go to both followers before its own fsync runs."""
+        log_worker, sent = ManualWorker(), []
+        driver, segments = self.elect(log_worker, sent)
+        for peer in ("n2", "n3"):
+            self.assertEqual([e.kind for m in self.appends(sent, peer) for e in m.entries], [ENTRY_NOOP])
+        self.assertTrue(log_worker.queue, "the no-op is not written yet")
+        log_worker.run_all()
+        for peer in ("n2", "n3"):
+            driver.step(AppendEntriesResponse(term=1, sender=peer, recipient="n1", success=True, match_index=1))
+        del sent[:]
+        syncs = segments.syncs
+        d = driver.propose(b"x")
+        self.assertEqual(segments.syncs, syncs)
+        self.assertTrue(log_worker.queue, "the proposal is not written yet")
+        for peer in ("n2", "n3"):
+            self.assertEqual([e.data for m in self.appends(sent, peer) for e in m.entries], [b"x"])
+        self.assertNoResult(d)
+        log_worker.run_all()
+        for peer in ("n2", "n3"):
+            driver.step(AppendEntriesResponse(term=1, sender=peer, recipient="n1", success=True, match_index=2))
+        self.assertEqual(self.successResultOf(d), b"x")
+
+    def test_committed_by_followers_applied_once_durable_here(self) -> None:
+        """
+        Raft 5.3: both followers' copies commit an entry the leader has not
+        written yet; it is applied (and answered) only once it is durable
+        on the leader too, so the state machine never runs ahead of the log.
+        """
+        log_worker, sent = ManualWorker(), []
+        driver, _ = self.elect(log_worker, sent)
+        for peer in ("n2", "n3"):
+            driver.step(AppendEntriesResponse(term=1, sender=peer, recipient="n1", success=True, match_index=1))
+        self.assertEqual(driver.core.log.committed, 1)
+        self.assertEqual(driver.applied, 0)
+        log_worker.run_all()
+        self.assertEqual(driver.applied, 1)
+
+    def test_append_entries_wait_for_pending_hard_state(self) -> None:
+        """
+        AppendEntries of a term wait while a Ready that changes the hard
+        state (the vote that term began with) is still being written, and
+        leave after it, in order.
+        """
+        log_worker, sent = ManualWorker(), []
+        driver, _ = open_member(MemoryFileSystem(), CountingStateMachine(), log_worker, sent)
+        driver.core.campaign()
+        driver._pump_soon()
+        # A vote that overtakes our own write (a test can do what a network cannot).
+        driver.step(RequestVoteResponse(term=1, sender="n2", recipient="n1", granted=True, pre_vote=False))
+        driver._clock.advance(0)  # the end of the reactor turn: the leader's Ready is taken
+        self.assertTrue(driver.is_leader)
+        self.assertEqual(len(log_worker.queue), 1, "the vote's write is still running")
+        self.assertEqual(sent, [])
+        log_worker.run_all()
+        kinds = [type(m) for m in sent]
+        self.assertEqual(set(kinds[:2]), {RequestVote})
+        self.assertEqual(set(kinds[2:]), {AppendEntries})
+        self.assertEqual(len(kinds), 4)
+
+    def test_follower_acknowledges_after_fsync(self) -> None:
+        """A follower's AppendEntriesResponse leaves only once the entries it acknowledges are durable."""
+        log_worker, sent = ManualWorker(), []
+        driver, segments = open_member(MemoryFileSystem(), CountingStateMachine(), log_worker, sent, name="n2")
+        entry = Entry(term=1, index=1, data=b"x", kind=ENTRY_NORMAL)
+        driver.step(AppendEntries(term=1, sender="n1", recipient="n2", prev_index=0, prev_term=0,
+                                  entries=(entry,), commit=0))
+        self.assertEqual(sent, [])
+        log_worker.run_all()
+        [response] = sent
+        self.assertIsInstance(response, AppendEntriesResponse)
+        self.assertEqual((response.success, response.match_index), (True, 1))
+        self.assertEqual(segments.last_index, 1)
+
+    def test_vote_after_fsync(self) -> None:
+        """A granted vote leaves only once the vote is durable (Raft 5.2, figure 2)."""
+        log_worker, sent = ManualWorker(), []
+        driver, _ = open_member(MemoryFileSystem(), CountingStateMachine(), log_worker, sent, name="n2")
+        driver.step(RequestVote(term=1, sender="n1", recipient="n2", last_log_index=0, last_log_term=0,
+                                pre_vote=False, transfer=False))
+        self.assertEqual(sent, [])
+        log_worker.run_all()
+        [response] = sent
+        self.assertTrue(response.granted)
+        self.assertEqual(driver._hard_state_file.load().vote, "n1")
 
 
 class ClusterHooksTests(SynchronousTestCase):
