@@ -77,7 +77,7 @@ class ClusterService(Service):
         """
         @param raft: the L{stalwart.service.raft.RaftService}, started before this.
         @param make_rpc: C{make_rpc(node_id=, address_book=, deliver=, exchange=,
-            forward=)} returns the RPC service (L{RPCService} with the rest of
+            forward=, peer_lost=)} returns the RPC service (L{RPCService} with the rest of
             its arguments bound; tests pass a simulated network).
         @param make_gossip: C{make_gossip(me=, on_event=)} returns the gossip
             service (L{GossipService} with the rest bound), or None for none.
@@ -110,7 +110,7 @@ class ClusterService(Service):
         self.roster = Roster(self._own_record(), now)
         self.address_book.update(self.roster.addresses())
         self.rpc = self._make_rpc(node_id=self.node_id, address_book=self.address_book, deliver=self.raft.deliver,
-                                  exchange=self._exchanged, forward=self._forwarded)
+                                  exchange=self._exchanged, forward=self._forwarded, peer_lost=self._peer_lost)
         self.rpc.startService()
         if self._make_gossip is not None:
             own = self.roster.own
@@ -224,6 +224,13 @@ class ClusterService(Service):
         return d.addErrback(refused)
 
     # -- membership --------------------------------------------------------
+
+    def _peer_lost(self, node_id: str) -> None:
+        """A peer's connection dropped; if it led, stand for election soon (L{RaftCore.leader_unreachable})."""
+        driver = self.raft.driver
+        if driver is not None and driver.core.leader == node_id:
+            self.log.info("lost the connection from leader {node}", node=node_id)
+            driver.core.leader_unreachable(node_id)
 
     def _send(self, message) -> None:
         if self.rpc is not None:

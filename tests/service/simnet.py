@@ -68,7 +68,7 @@ class SimNetwork:
 
 class SimRPC:
     def __init__(self, network: SimNetwork, address: Address, *, node_id, address_book, deliver, exchange,
-                 forward) -> None:
+                 forward, peer_lost=None) -> None:
         self.network = network
         self.address = address
         self.node_id = node_id
@@ -76,6 +76,7 @@ class SimRPC:
         self.deliver = deliver
         self.exchange_handler = exchange
         self.forward_handler = forward
+        self.peer_lost = peer_lost
         self.running = False
 
     def startService(self) -> None:

@@ -383,6 +383,22 @@ class RaftCore(Snapshotting):
             if peer != self.id
         }
 
+    def leader_unreachable(self, node_id: str) -> None:
+        """
+        The transport lost its connection to C{node_id}: if that is this
+        follower's leader, stop trusting it (no lease, no reads) and stand
+        for election within a few ticks instead of a whole election
+        timeout.  A crashed leader's connections all drop at once, so its
+        followers agree quickly; if only this node lost it, the others
+        still hold their lease and refuse its pre-vote (thesis 9.6), so a
+        healthy leader is not disturbed.  The few random ticks make it
+        unlikely that two followers split the vote.
+        """
+        if self.role != FOLLOWER or self.leader != node_id:
+            return
+        self.leader = None
+        self._elapsed = max(self._elapsed, self._timeout - 1 - self._rng.randrange(3))
+
     def read_index(self) -> Optional[int]:
         """
         The index local state must have applied before serving a read, or

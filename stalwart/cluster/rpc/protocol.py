@@ -224,9 +224,15 @@ class ServerProtocol(Connection):
     def __init__(self, *, deliver: Callable[[Message], None], message_bytes_max: int,
                  exchange: Optional[ExchangeHandler] = None, forward: Optional[ForwardHandler] = None,
                  exchange_bytes_max: int = 1 << 20, calls_inflight_max: int = CALLS_INFLIGHT_MAX,
-                 accepted_keys: Sequence[bytes] = (), **kwargs: Any) -> None:
+                 accepted_keys: Sequence[bytes] = (), peer_lost: Optional[Callable[[str], None]] = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._deliver = deliver
+        #: Told the sender's node id when an admitted connection that
+        #: carried its Raft messages is lost (a crashed leader's followers
+        #: learn it at once: L{RaftCore.leader_unreachable}).
+        self._peer_lost = peer_lost
+        self._sender: Optional[str] = None
         self._message_bytes_max = message_bytes_max
         self._exchange = exchange
         self._forward = forward
@@ -279,8 +285,14 @@ class ServerProtocol(Connection):
             self._refuse("malformed", abort=False)
             raise MalformedArguments(str(e)) from None
         self._counters["received"] += 1
+        self._sender = decoded.sender
         self._deliver(decoded)
         return {}
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self._peer_lost is not None and self._sender is not None:
+            self._peer_lost(self._sender)
 
     @Exchange.responder
     def exchange(self, data: bytes) -> Deferred:

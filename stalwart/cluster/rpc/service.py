@@ -70,6 +70,8 @@ class _Factory(Factory):
 
 class RPCService(Service):
     """
+    @param peer_lost: called with a peer's node id when the connection its
+        Raft messages arrived on is lost.
     @param accepted_keys: further cluster keys a connecting peer may prove
         (key rotation: L{auth.ServerAdmission}); this node proves
         C{encryption_key}.
@@ -113,7 +115,7 @@ class RPCService(Service):
     log = Logger(observer=observer)
 
     def __init__(self, *, reactor: Any, node_id: str, bind_addr: str, port: int, encryption_key: str,
-                 accepted_keys: Sequence[str] = (),
+                 accepted_keys: Sequence[str] = (), peer_lost: Optional[Callable[[str], None]] = None,
                  data_dir: str, address_book: Mapping[str, Tuple[str, int]],
                  deliver: Callable[[Message], None], rng: random.Random, urandom: Callable[[int], bytes],
                  cert_path: Optional[str] = None, key_path: Optional[str] = None,
@@ -138,7 +140,7 @@ class RPCService(Service):
         self._server_factory = _Factory(lambda: self._track(ServerProtocol(
             deliver=self._deliver, message_bytes_max=message_bytes_max, exchange=exchange, forward=forward,
             exchange_bytes_max=exchange_bytes_max, binding=tls.server_binding,
-            accepted_keys=[auth.derive_key(k) for k in accepted_keys], **common)))
+            accepted_keys=[auth.derive_key(k) for k in accepted_keys], peer_lost=peer_lost, **common)))
         self._client_factory = _Factory(lambda: self._track(ClientProtocol(binding=tls.client_binding, **common)))
         self._call_factory = _Factory(lambda: self._track(ClientProtocol(
             binding=tls.client_binding, answer_bytes_max=_box_bytes(exchange_bytes_max), **common)))

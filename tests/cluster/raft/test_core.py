@@ -420,3 +420,37 @@ class ReadIndexTests(SynchronousTestCase):
         for _ in range(follower.config.election_ticks):
             follower.tick()
         self.assertIsNone(follower.read_index())
+
+
+class LeaderUnreachableTests(SynchronousTestCase):
+    """L{RaftCore.leader_unreachable}: a lost connection to the leader speeds up failover, safely."""
+
+    def test_crashed_leader_replaced_within_ticks(self) -> None:
+        """Both followers lose the leader's connection: a new leader within a few ticks, not an election timeout."""
+        cluster = Cluster(["a", "b", "c"])
+        old = cluster.elect("a")
+        cluster.cut.add("a")
+        for name in ("b", "c"):
+            cluster.nodes[name].leader_unreachable("a")
+        cluster.tick(4, only={"b", "c"})
+        self.assertEqual(len([n for n in ("b", "c") if cluster.nodes[n].role == LEADER]), 1)
+        self.assertLess(4, old.config.election_ticks)
+
+    def test_one_follower_cannot_depose_a_healthy_leader(self) -> None:
+        """Only b lost its connection: c still hears the leader and refuses b's pre-vote (thesis 9.6)."""
+        cluster = Cluster(["a", "b", "c"])
+        leader = cluster.elect("a")
+        term = leader.term
+        cluster.nodes["b"].leader_unreachable("a")
+        self.assertIsNone(cluster.nodes["b"].read_index())  # no reads on a leader it cannot reach
+        cluster.tick(4, only={"b"})
+        self.assertEqual((leader.role, leader.term), (LEADER, term))
+        self.assertEqual(cluster.nodes["b"].term, term)
+
+    def test_other_nodes_ignored(self) -> None:
+        """A lost connection to a node that is not the leader changes nothing."""
+        cluster = Cluster(["a", "b", "c"])
+        cluster.elect("a")
+        follower = cluster.nodes["b"]
+        follower.leader_unreachable("c")
+        self.assertEqual(follower.leader, "a")

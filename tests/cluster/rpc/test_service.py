@@ -275,3 +275,16 @@ class ServiceTests(TestCase):
         self.assertEqual(b.delivered, [vote("a", "b")])
         self.assertEqual(b.service.counters["dropped_misrouted"], 1)
         self.assertEqual(a.service.counters["dropped_unknown_recipient"], 1)
+
+    @inlineCallbacks
+    def test_peer_lost_reported(self):
+        """When a peer that sent Raft messages goes away, the receiver is told its node id at once."""
+        lost: Deferred = Deferred()
+        b = Node(self, "b", self.book, peer_lost=lambda node: lost.callback(node) if not lost.called else None)
+        a = Node(self, "a", self.book)
+        arrived = b.next()
+        a.service.send(vote("a", "b", 1))
+        yield arrived
+        self.assertFalse(lost.called)
+        yield a.stop()
+        self.assertEqual((yield lost.addTimeout(10, self.reactor)), "a")
