@@ -308,8 +308,16 @@ class ClusterTests(ServerTestMixin, TestCase):
         leader, followers = yield self._roles(nodes)
         account = yield self._create_account(followers[0])
 
-        # Writes on a follower: 302 to the leader, same path and query.
+        # Push on a follower: an EventSource client there gets the
+        # StateChange of the write below, which the leader makes.
         follower = followers[0]
+        stream = yield self.client.get(
+            followers[1].url + "/jmap/eventsource?types=*&closeafter=state&ping=0",
+            auth=("carol", PASSWORD), unbuffered=True, timeout=REQUEST_SECONDS)
+        self.assertEqual(stream.code, 200)
+        events = stream.content()
+
+        # Writes on a follower: 302 to the leader, same path and query.
         create = [["Mailbox/set", {"accountId": account, "create": {"k": {"name": "redirected"}}}, "0"]]
         code, _, raw, location = yield self.api(self.client, follower.url + "/jmap/api?probe=1&x=%2F", create)
         self.assertEqual((code, location), (302, leader.url + "/jmap/api?probe=1&x=%2F"),
@@ -317,6 +325,9 @@ class ClusterTests(ServerTestMixin, TestCase):
         code, body, raw, _ = yield self.api(self.client, location, create)
         self.assertEqual(code, 200, f"write resent to the leader: {raw[:300]!r}")
         created = body["methodResponses"][0][1]["created"]["k"]["id"]
+        pushed = yield events.addTimeout(10, reactor)
+        self.assertIn(b"event: state", pushed)
+        self.assertIn(b'"Mailbox"', pushed, pushed[:300])
         # Reads on both followers: served there, and they see the write.
         for f in followers:
             yield self._has_all(f, account, {"redirected": created}, f"read on follower {f.url} seeing the write")
