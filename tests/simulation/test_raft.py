@@ -213,6 +213,19 @@ class Simulation:
         node.incarnation += 1
         for key in [k for k in self.pending if k[0] == node.name]:
             del self.pending[key]
+        # The others' transports notice the closed connections (most of
+        # the time, a little later): RaftCore.leader_unreachable.
+        for other in sorted(self.nodes):
+            if other != node.name and self.rng.random() < 0.8:
+                self.schedule(self.rng.randint(1, 5), "lost", (other, node.name))
+
+    def on_lost(self, payload) -> None:
+        observer, lost = payload
+        node = self.nodes[observer]
+        if node.up:
+            self.trace.append(f"{self.now} {observer} lost connection to {lost}")
+            node.core.leader_unreachable(lost)
+            self.drain(observer)
 
     # -- event loop --------------------------------------------------------
 
@@ -373,6 +386,10 @@ class Simulation:
             if not one_way:
                 self.blocked |= {(b, a) for a, b in self.blocked}
             self.trace.append(f"{self.now} partition {names[:cut]} {'->' if one_way else '<->'} {names[cut:]}")
+            # Connections across the cut may drop too, the leader's among them.
+            for a, b in sorted(self.blocked):
+                if self.rng.random() < 0.3:
+                    self.schedule(self.rng.randint(1, 20), "lost", (b, a))
         elif action < 0.5:
             self.blocked = set()
             self.trace.append(f"{self.now} heal")
