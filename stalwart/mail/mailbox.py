@@ -26,7 +26,7 @@ from stalwart.jmap.methods.standard import StandardMethods, resolve_id
 from stalwart.jmap.objecttype import ObjectType, Property, is_bool, is_string, is_uint, nullable
 from stalwart.mail import emails
 from stalwart.store.changes import UPDATED, record_change
-from stalwart.store.objects import load_object, load_objects
+from stalwart.store.objects import load_object
 
 __all__ = ["Mailbox", "MailboxMethods", "TypeMethods", "fill_defaults", "ROLES", "mailbox_counts", "rebuild_counts",
            "OWNER_RIGHTS"]
@@ -95,7 +95,7 @@ class Mailbox(ObjectType):
     # -- create and update ----------------------------------------------
 
     def check_object(self, tx, account_id: str, obj: Dict, old: Optional[Dict]) -> Optional[SetError]:
-        mailboxes = load_objects(tx, account_id, self.name)
+        mailboxes = _tree(tx, account_id)
         if old is None and len(mailboxes) >= self.mailboxes_max:
             return SetError("overQuota", f"at most {self.mailboxes_max} Mailboxes per account")
         obj = self.with_defaults(obj)  # a patch's null removed the property: its default
@@ -127,7 +127,7 @@ class Mailbox(ObjectType):
         limit.  C{None} also when the Mailbox does not exist (notFound
         comes later).
         """
-        mailboxes = load_objects(tx, account_id, self.name)
+        mailboxes = _tree(tx, account_id)
         if object_id not in mailboxes or parent is None:
             return None
         if parent == object_id or object_id in _ancestors(mailboxes, parent):
@@ -139,7 +139,7 @@ class Mailbox(ObjectType):
     # -- destroy --------------------------------------------------------
 
     def check_destroy(self, tx, account_id: str, object_id: str, obj: Dict, options: Mapping[str, Any]) -> Optional[SetError]:
-        if any(m.get("parentId") == object_id for m in load_objects(tx, account_id, self.name).values()):
+        if any(m["parentId"] == object_id for m in _tree(tx, account_id).values()):
             return SetError("mailboxHasChild", "destroy or move its child Mailboxes first")
         has_email = tx.execute(
             "SELECT 1 FROM email_mailboxes WHERE account_id = ? AND mailbox_id = ? LIMIT 1", (account_id, object_id)
@@ -212,6 +212,19 @@ def _invalid(prop: str, description: str) -> SetError:
 
 def _is_control(c: str) -> bool:
     return ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0
+
+
+def _tree(tx, account_id: str) -> Dict[str, Dict]:
+    """
+    Every Mailbox of the account as C{{"parentId", "name", "role"}}: what
+    the rules of names, roles and nesting look at.  SQLite extracts the
+    three from the JSON: decoding whole objects in Python cost a
+    Mailbox/set about a millisecond per hundred Mailboxes, on every node.
+    """
+    rows = tx.execute(
+        "SELECT id, json_extract(data, '$.parentId'), json_extract(data, '$.name'), json_extract(data, '$.role')"
+        " FROM objects WHERE account_id = ? AND type = ?", (account_id, emails.MAILBOX))
+    return {i: {"parentId": p, "name": n, "role": r} for i, p, n, r in rows}
 
 
 def _ancestors(mailboxes: Mapping[str, Dict], parent: Optional[str]) -> List[str]:
@@ -412,7 +425,7 @@ class MailboxMethods(TypeMethods):
         return maybeDeferred(super().changes, arguments, context, created_ids).addCallback(add)
 
     def apply_set(self, ctx, account: str, args: Dict, created_ids: Dict, now: str) -> List:
-        mailboxes = load_objects(ctx.tx, account, self.name)
+        mailboxes = _tree(ctx.tx, account) if args["destroy"] else {}
         args = {
             **args,
             "create": {k: args["create"][k] for k in _parents_first(args["create"])},
