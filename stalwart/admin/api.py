@@ -57,6 +57,15 @@ class AdminApi(Resource):
                     self.node.raft.driver, cluster.roster, cluster.liveness(),
                     dict(gossip.counters) if gossip is not None else None))
             return
+        if path == ["cluster", "leave"] and method == b"POST":
+            cluster = self.node.cluster
+            if cluster is None:
+                raise HttpError(409, "this node is not in a cluster")
+            result = yield cluster.leave()
+            if isinstance(result, Refused):
+                raise HttpError(400, result.detail)
+            send_json(request, 202, {"node": cluster.node_id, "leaving": True})
+            return
         if len(path) == 3 and path[:2] == ["cluster", "members"] and method == b"DELETE":
             self._remove_member(path[2])
             _no_content(request)

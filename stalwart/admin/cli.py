@@ -150,6 +150,9 @@ def _parser(out: TextIO) -> _Parser:
         "remove", help="take a node out of the cluster for good (ask the leader)", out=out
     )
     remove.add_argument("node", help="the node id, as cluster status shows it")
+    cluster_commands.add_parser(
+        "leave", help="make the node at --url leave the cluster for good (then stop it)", out=out
+    )
     return parser
 
 
@@ -258,6 +261,9 @@ def _execute(arguments: argparse.Namespace, client: AdminClient, console: Consol
     elif command == ("cluster", "status"):
         status = client.cluster_status()
         out.write(json.dumps(status, indent=2) + "\n" if arguments.json else _cluster_table(status))
+    elif command == ("cluster", "leave"):
+        answer = client.leave_cluster()
+        out.write(f"{answer.get('node')} is leaving the cluster: stop it once cluster status no longer lists it\n")
     elif command == ("cluster", "remove"):
         client.remove_member(arguments.node)
         out.write(f"removed {arguments.node} from the cluster configuration\n")

@@ -261,6 +261,10 @@ class AdminClient:
             self.request("POST", f"/admin/accounts/{_segment(name)}/tokens"), "token", str
         )
 
+    def leave_cluster(self) -> dict[str, object]:
+        """Make the node this client talks to leave its cluster for good."""
+        return self.request("POST", "/admin/cluster/leave", {})  # type: ignore[return-value]
+
     def remove_member(self, node_id: str) -> None:
         """Take C{node_id} out of the Raft configuration (the leader must be asked)."""
         self.request("DELETE", f"/admin/cluster/members/{_segment(node_id)}")

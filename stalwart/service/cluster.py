@@ -47,11 +47,29 @@ from stalwart.cluster.raft.driver import ProposalDropped, Stopping, StorageFaile
 from stalwart.cluster.roster import (
     AddLearner, BadRoster, NodeRecord, Roster, decode_exchange, encode_records, next_change, parse_seed, should_found,
 )
+from stalwart.store.commands import Command, encode_command
+from stalwart.store.refusal import Refused
 from stalwart.cluster.swim.messages import MemberDead, MemberInfo, MemberJoined, MemberLeft, MemberSuspected, MemberUpdated
 from stalwart.cluster.rpc import commands as rpc_errors
 from stalwart.cluster.rpc.calls import CallFailed
 
-__all__ = ["ClusterService", "EXCHANGE_SECONDS", "SETTLE_SECONDS"]
+__all__ = ["ClusterService", "EXCHANGE_SECONDS", "SETTLE_SECONDS", "LEAVE_COMMAND", "apply_leave"]
+
+#: The command a node proposes to leave the cluster for good.
+LEAVE_COMMAND = "cluster.leave"
+
+
+def apply_leave(ctx) -> dict:
+    """State machine: remember that a node leaves; the leader then removes it (L{ClusterService._grow})."""
+    node_id = ctx.command.args.get("node")
+    if not isinstance(node_id, str) or not node_id:
+        raise Refused("badCommand", "cluster.leave needs a node id")
+    ctx.tx.execute("INSERT OR IGNORE INTO cluster_leaving VALUES (?)", (node_id,))
+    return {"leaving": node_id}
+
+
+def _leaving(conn) -> set:
+    return {row[0] for row in conn.execute("SELECT node_id FROM cluster_leaving")}
 
 #: Seconds between roster exchanges: quick enough that a new node is
 #: known everywhere within a couple of seconds, a few hundred bytes each.
@@ -98,6 +116,8 @@ class ClusterService(Service):
         self._loop = LoopingCall(self._tick)
         self._loop.clock = reactor
         self._forwards = 0
+        #: Nodes that asked to leave for good, from the state (see L{leave}).
+        self.leaving: set = set()
         self._results: "OrderedDict[int, Tuple[int, Any]]" = OrderedDict()
         raft.attach(self._send)
 
@@ -120,6 +140,7 @@ class ClusterService(Service):
                 on_event=self._gossip_event)
             self.gossip.startService()
         self.raft.driver.on_applied(self._applied)
+        self.store.reader.run(_leaving).addCallback(self.leaving.update)
         self._loop.start(EXCHANGE_SECONDS, now=True)
         super().startService()
 
@@ -191,7 +212,25 @@ class ClusterService(Service):
 
     # -- forwarding --------------------------------------------------------
 
+    def leave(self) -> Deferred:
+        """
+        Leave the cluster for good (decommission): propose that this node
+        leaves, which the leader carries out by removing it from the Raft
+        configuration, and say so in gossip.  A plain shutdown or restart
+        never does this.  Fires once the request is in the log.
+        """
+        d = self.propose(encode_command(Command(kind=LEAVE_COMMAND, args={"node": self.node_id})))
+
+        def announced(result):
+            if self.gossip is not None and self.gossip.running:
+                self.gossip.leave()
+            return result
+
+        return d.addCallback(announced)
+
     def _applied(self, entry, result) -> None:
+        if isinstance(result, dict) and set(result) == {"leaving"}:
+            self.leaving.add(result["leaving"])
         if self._forwards:
             self._results[entry.index] = (entry.term, result)
             if len(self._results) > RESULTS_KEPT_MAX:
@@ -330,19 +369,26 @@ class ClusterService(Service):
         core = driver.core
         matched = {peer: p.match for peer, p in core.progress().items()}
         state = self.store.state_machine
+        gone = sorted((core.voters | core.learners) & self.leaving)
+        if gone:
+            # Thesis 4.2.2: a leader removing itself steps down once the change commits.
+            self._change(remove=gone[0])
+            return
         change = next_change(self.roster, state.cluster_id, core.voters, core.learners, matched,
                              core.log.last_index, core.config.promote_lag_entries_max, state.removed_members)
-        if change is None:
-            return
+        if isinstance(change, AddLearner):
+            self._change(add_learner=change.node_id)
+        elif change is not None:
+            self._change(promote=change.node_id)
+
+    def _change(self, **change) -> None:
+        [(what, node)] = change.items()
         try:
-            if isinstance(change, AddLearner):
-                driver.change_configuration(add_learner=change.node_id)
-            else:
-                driver.change_configuration(promote=change.node_id)
+            self.raft.driver.change_configuration(**change)
         except (ConfigChangeRefused, NotLeader) as e:
-            self.log.debug("configuration change {change} must wait: {why}", change=change, why=e)
+            self.log.debug("configuration change {what} {node} must wait: {why}", what=what, node=node, why=e)
             return
-        self.log.info("configuration change: {change}", change=change)
+        self.log.info("configuration change: {what} {node}", what=what, node=node)
 
 
 def _forward_failed(failure):

@@ -49,7 +49,7 @@ from stalwart.push.service import PushService, push_extension
 from stalwart.service.config import ServerConfig
 from stalwart.service.errors import ConfigError
 from stalwart.service.extension import Extension
-from stalwart.service.cluster import ClusterService
+from stalwart.service.cluster import LEAVE_COMMAND, ClusterService, apply_leave
 from stalwart.service.node import Node
 from stalwart.service.options import TwistdOptions
 from stalwart.service.raft import RaftService, raft_config
@@ -219,6 +219,7 @@ def build_service(
         "account.address.add": _account_handler(accounts.add_address),
         "account.address.remove": _account_handler(accounts.remove_address),
         "token.create": _account_handler(accounts.create_token),
+        LEAVE_COMMAND: apply_leave,
     })
     schema = "\n".join(extension.schema for extension in extensions)
     top = StalwartService(exit_on_error=exit_on_error)

@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS raft_state (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
+-- Nodes that asked to leave the cluster for good (cluster.leave): the
+-- leader takes each out of the Raft configuration.
+CREATE TABLE IF NOT EXISTS cluster_leaving (
+    node_id TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,

@@ -90,7 +90,7 @@ class QuickStartTests(TestCase):
 
         def formed():
             logs = "".join(output())
-            return logs.count("founding the cluster") == 1 and logs.count("Promote(") == 2
+            return logs.count("founding the cluster") == 1 and logs.count("configuration change: promote") == 2
 
         try:
             yield poll_until("one cluster founded, two nodes promoted", formed, FORM_SECONDS_MAX, 0.2)

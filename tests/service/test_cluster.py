@@ -191,6 +191,32 @@ class InProcessClusterTests(ClusterCase):
                 self.assertNotIn(gone, node.service.getServiceNamed("raft").driver.core.configuration.members)
         self.assertEqual(len(self.cores([leader])[0].voters), 2)
 
+    def test_leave_for_good(self) -> None:
+        """
+        POST /admin/cluster/leave on a node (a follower, then the leader
+        itself) takes it out of the configuration through the log, and no
+        leader adds it back; a restart never does this.
+        """
+        nodes = self.start()
+        self.run_for(8)
+        leader = self.leader(nodes)
+        follower = next(n for n in nodes if n is not leader)
+        gone = follower.service.getServiceNamed("raft").node_id
+        reply = follower.admin("POST", "/cluster/leave")
+        self.assertEqual(reply.status, 202, reply.body)
+        self.run_for(2)
+        for node in nodes:
+            if node is not follower:  # the leader stops replicating to it at once (Raft: in force on append)
+                self.assertNotIn(gone, node.service.getServiceNamed("raft").driver.core.configuration.members)
+        self.assertIn(gone, leader.service.getServiceNamed("store").state_machine.removed_members)
+        # The leader leaves too: it removes itself, steps down, the last node leads alone.
+        last = next(n for n in nodes if n is not leader and n is not follower)
+        self.assertEqual(leader.admin("POST", "/cluster/leave").status, 202)
+        self.run_for(5)
+        last_core = self.cores([last])[0]
+        self.assertEqual(last_core.voters, {last.service.getServiceNamed("raft").node_id})
+        self.assertEqual(last_core.role, LEADER)
+
     def test_websocket_write_on_follower_runs_on_leader(self) -> None:
         """
         A write over JMAP-over-WebSocket on a follower (a socket cannot be

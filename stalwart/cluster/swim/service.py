@@ -140,9 +140,13 @@ class GossipService(Service):
         if self.running and self.protocol is not None:
             self.protocol.membership.add_seeds([address])
 
+    def leave(self) -> None:
+        """Announce the departure now and fall silent (the node leaves the cluster for good)."""
+        if self.protocol is not None and not self.protocol.membership.left:
+            self.protocol.leave()
+
     def stopService(self) -> Deferred:
         """Announce the departure, then stop listening."""
         super().stopService()
-        if self.protocol is not None:
-            self.protocol.leave()
+        self.leave()
         return maybeDeferred(self._port.stopListening)
