@@ -5,14 +5,11 @@ lost connections and unreachable peers each fail calls with their own
 type.  Driven by a L{Clock} and connections over L{twisted.test.iosim}.
 """
 
-import random
 from collections import Counter
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.protocols import amp
-from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from stalwart.cluster.rpc import auth
@@ -26,6 +23,7 @@ from stalwart.cluster.rpc.calls import (
 )
 from stalwart.cluster.rpc.commands import Exchange, Forward, NotLeader, Unavailable
 from stalwart.cluster.rpc.protocol import ClientProtocol, ServerProtocol
+from tests.cluster.rpc.test_peers import Network as PeerNetwork
 
 KEY = auth.derive_key("k")
 TIMEOUT, IDLE, FORWARD_TIMEOUT = 1.0, 60.0, 30.0
@@ -40,7 +38,7 @@ class UnknownError(amp.Command):
     response = Forward.response
 
 
-class Network:
+class Network(PeerNetwork):
     """
     Connection attempts the test answers: with a server over iosim whose
     forward handler answers from C{self.answers} (a Deferred, or a
@@ -48,44 +46,20 @@ class Network:
     """
 
     def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.attempts: list = []
-        self.pumps: list = []
-        self.servers: list = []
+        super().__init__(clock, Counter())
         self.forwarded: list = []
         self.answers: list = []
-        self.rng = random.Random(3)
-
-    def connect(self, address=None) -> Deferred:
-        d: Deferred = Deferred(lambda d: self.attempts.remove(d) if d in self.attempts else None)
-        self.attempts.append(d)
-        return d
 
     def _forward(self, payload: bytes) -> Deferred:
         self.forwarded.append(payload)
         return self.answers.pop(0) if self.answers else succeed((1, len(self.forwarded)))
 
-    def accept(self) -> ClientProtocol:
-        """Answer the oldest attempt with an admitted connection to a live server."""
-        common = dict(key=KEY, urandom=self.rng.randbytes, clock=self.clock, binding=lambda t: b"c",
-                      counters=Counter(), timeout_seconds=TIMEOUT)
-        server = ServerProtocol(deliver=lambda m: None, message_bytes_max=1 << 24, forward=self._forward,
-                                exchange=lambda data: data[::-1], **common)
-        client = ClientProtocol(answer_bytes_max=1 << 21, **common)
-        pump = iosim.connect(server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
-                             greet=False, clock=self.clock)
-        self.pumps.append(pump)
-        self.servers.append(server)
-        client.admitted.chainDeferred(self.attempts.pop(0))
-        self.flush()
-        return client
+    def server(self, **common) -> ServerProtocol:
+        return ServerProtocol(deliver=lambda m: None, message_bytes_max=1 << 24, forward=self._forward,
+                              exchange=lambda data: data[::-1], **common)
 
-    def refuse(self) -> None:
-        self.attempts.pop(0).errback(ConnectionRefusedError())
-
-    def flush(self) -> None:
-        for pump in self.pumps:
-            pump.flush()
+    def client(self, **common) -> ClientProtocol:
+        return ClientProtocol(answer_bytes_max=1 << 21, **common)
 
 
 class CallPoolTests(SynchronousTestCase):

@@ -50,6 +50,7 @@ class Network:
         self.counters = counters
         self.attempts: list = []
         self.pumps: list = []
+        self.servers: list = []
         self.delivered: list = []
         self.rng = random.Random(3)
 
@@ -58,15 +59,21 @@ class Network:
         self.attempts.append(d)
         return d
 
+    def server(self, **common) -> ServerProtocol:
+        return ServerProtocol(deliver=self.delivered.append, message_bytes_max=1 << 24, **common)
+
+    def client(self, **common) -> ClientProtocol:
+        return ClientProtocol(**common)
+
     def accept(self) -> ClientProtocol:
-        """Answer the oldest attempt with a connection to a live server."""
+        """Answer the oldest attempt with a connection to a live server (L{server}, L{client})."""
         common = dict(key=KEY, urandom=self.rng.randbytes, clock=self.clock, binding=lambda t: b"c",
                       counters=Counter(), timeout_seconds=TIMEOUT)
-        server = ServerProtocol(deliver=self.delivered.append, message_bytes_max=1 << 24, **common)
-        client = ClientProtocol(**common)
+        server, client = self.server(**common), self.client(**common)
         pump = iosim.connect(server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
                              greet=False, clock=self.clock)
         self.pumps.append(pump)
+        self.servers.append(server)
         client.admitted.chainDeferred(self.attempts.pop(0))
         self.flush()
         return client
