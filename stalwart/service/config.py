@@ -480,6 +480,13 @@ def derive_jmap_url(bind_addr: str, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
+def _check_pair(prefix: str, cert_path: Optional[str], key_path: Optional[str], hint: str) -> None:
+    """A certificate goes with its key: C{<prefix>-cert-path} and C{<prefix>-key-path} both or neither."""
+    if (cert_path is None) != (key_path is None):
+        given, missing = ("cert", "key") if key_path is None else ("key", "cert")
+        raise ConfigError(f"{prefix}-{given}-path: given without {prefix}-{missing}-path ({hint})")
+
+
 @attrs.frozen(kw_only=True)
 class ServerConfig:
     """
@@ -616,31 +623,11 @@ class ServerConfig:
     """user:password, or a file path (starting with / or .) holding it."""
 
     def __attrs_post_init__(self) -> None:
-        if (self.jmap_cert_path is None) != (self.jmap_key_path is None):
-            given, missing = (
-                ("jmap-cert-path", "jmap-key-path")
-                if self.jmap_key_path is None
-                else ("jmap-key-path", "jmap-cert-path")
-            )
-            raise ConfigError(
-                f"{given}: given without {missing} (give both for HTTPS, or neither)"
-            )
-        if (self.lmtp_cert_path is None) != (self.lmtp_key_path is None):
-            given, missing = (
-                ("lmtp-cert-path", "lmtp-key-path")
-                if self.lmtp_key_path is None
-                else ("lmtp-key-path", "lmtp-cert-path")
-            )
-            raise ConfigError(
-                f"{given}: given without {missing} (give both for STARTTLS, or neither)"
-            )
+        _check_pair("jmap", self.jmap_cert_path, self.jmap_key_path, "give both for HTTPS, or neither")
+        _check_pair("lmtp", self.lmtp_cert_path, self.lmtp_key_path, "give both for STARTTLS, or neither")
         if self.lmtp_tls_only and self.lmtp_cert_path is None:
             raise ConfigError("lmtp-tls-only: needs lmtp-cert-path and lmtp-key-path")
-        if (self.rpc_cert_path is None) != (self.rpc_key_path is None):
-            given, missing = (
-                ("rpc-cert-path", "rpc-key-path") if self.rpc_key_path is None else ("rpc-key-path", "rpc-cert-path")
-            )
-            raise ConfigError(f"{given}: given without {missing} (give both, or neither for a generated one)")
+        _check_pair("rpc", self.rpc_cert_path, self.rpc_key_path, "give both, or neither for a generated one")
         if self.encryption_key_accept and self.encryption_key is None:
             raise ConfigError("encryption-key-accept: needs encryption-key")
         if self.seed_nodes and self.encryption_key is None:
