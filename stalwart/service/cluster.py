@@ -35,6 +35,7 @@ import random
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall, deferLater
@@ -328,9 +329,9 @@ class ClusterService(Service):
 
     def _tick(self) -> None:
         now = self._reactor.seconds()
-        own = self._own_record()
-        self.roster.update_own(now, cluster_id=own.cluster_id, fresh=own.fresh, rpc_address=own.rpc_address,
-                               jmap_url=own.jmap_url, read_replica=own.read_replica)
+        # Every field the node describes itself with; the roster keeps the version.
+        self.roster.update_own(now, **attrs.asdict(self._own_record(), recurse=False,
+                                                   filter=lambda a, _: a.name not in ("node_id", "version")))
         self._exchange_round()
         driver = self.raft.driver
         core = driver.core

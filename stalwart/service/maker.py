@@ -236,8 +236,10 @@ def build_service(
     raft.setServiceParent(top)
     cluster = None
     if clustered:
+        # A simulated RPC (tests) means no real network: no UDP gossip either.
+        gossip = _gossip_factory(config, reactor, urandom) if make_rpc is None else None
         cluster = ClusterService(config, raft, store, reactor, make_rpc or _rpc_factory(config, reactor, urandom),
-                                 make_gossip=None if make_rpc is not None else _gossip_factory(config, reactor, urandom))
+                                 make_gossip=gossip)
         cluster.setName("cluster")
         cluster.setServiceParent(top)
 
