@@ -194,6 +194,11 @@ def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def _roster_cells(row: dict) -> tuple:
+    """A cluster node's view of another node: RPC, JMAP, GOSSIP and PHI cells."""
+    return tuple(_cell(row.get(key)) for key in ("rpcAddress", "jmapUrl", "gossip", "phi"))
+
+
 def _cluster_table(status: dict[str, object]) -> str:
     """
     One row per member.  Term and commit/applied indexes are known for the
@@ -215,13 +220,10 @@ def _cluster_table(status: dict[str, object]) -> str:
             name = str(member.get("id"))
             if member.get("id") == leader:
                 role += " (leader)"
-        extra = (_cell(member.get("rpcAddress")), _cell(member.get("jmapUrl")), _cell(member.get("gossip")),
-                 _cell(member.get("phi"))) if clustered else ()
+        extra = _roster_cells(member) if clustered else ()
         rows.append((name, role, *(_cell(c) for c in cells), _cell(member.get("lag")), *extra))
     for other in status.get("known") or []:  # type: ignore[attr-defined]
-        rows.append((str(other.get("id")), "not a member", "-", "-", "-", "-", "-",
-                     _cell(other.get("rpcAddress")), _cell(other.get("jmapUrl")), _cell(other.get("gossip")),
-                     _cell(other.get("phi"))))
+        rows.append((str(other.get("id")), "not a member", "-", "-", "-", "-", "-", *_roster_cells(other)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "".join(
         "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)).rstrip() + "\n"
